@@ -1,0 +1,1 @@
+"""How an attack becomes an image + query: jailbreak text templates and typographic images."""

@@ -1,0 +1,1 @@
+"""Samples (image + text + label), the built-in miniature world, and benchmark loaders."""

@@ -1,0 +1,244 @@
+"""MMMU and MMMU-Pro from their local parquet files (shared/benchmarks.md sections 4-5), with the
+official direct-answer prompts. Images are embedded in the parquet; the first image of each chosen
+question is written to a cache folder (never inside the dataset root, which may be read-only)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+import re
+import string
+import tempfile
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from sectow.data.benchmarks.base import BenchmarkLoader, check_columns
+from sectow.data.schema import Sample
+from sectow.errors import UserError
+
+MMMU_CHOICE_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+MMMU_OPEN_INSTRUCTION = "Answer the question using a single word or phrase."
+# MMMU-Pro prompts.yaml, "direct" mode.
+PRO_STANDARD_INSTRUCTION = "Answer with the option letter from the given choices directly."
+PRO_VISION_INSTRUCTION = (
+    "Answer with the option letter from the given choices directly. The last line of your response "
+    "should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options."
+)
+IMAGE_COLUMN = re.compile(r"image(?:_(\d+))?")  # image_1 .. image_7 (MMMU), image (MMMU-Pro vision)
+
+
+def mmmu_prompt(question: str, options: Sequence[str]) -> str:
+    """MMMU's prompt: options as `(A) text` lines for multiple choice, a short-answer request otherwise."""
+    if not options:
+        return f"{question}\n\n{MMMU_OPEN_INSTRUCTION}"
+    lines = "\n".join(f"({letter}) {option}" for letter, option in zip(string.ascii_uppercase, options))
+    return f"{question}\n\n{lines}\n\n{MMMU_CHOICE_INSTRUCTION}"
+
+
+def mmmu_pro_prompt(question: str, options: Sequence[str]) -> str:
+    """MMMU-Pro's standard prompt: the question, `A. text` option lines, the direct-answer instruction."""
+    lines = "\n".join(f"{letter}. {option}" for letter, option in zip(string.ascii_uppercase, options))
+    return f"{question}\n{lines}\n{PRO_STANDARD_INSTRUCTION}"
+
+
+def parse_options(value, where: str) -> list[str]:
+    """Options are a Python-literal list in a string (MMMU) or possibly a real list (MMMU-Pro vision)."""
+    try:
+        options = value if isinstance(value, list) else ast.literal_eval(str(value))
+    except (ValueError, SyntaxError):
+        raise UserError(f"{where}: column 'options' is not a list literal: {str(value)[:60]!r}") from None
+    if not isinstance(options, list):
+        raise UserError(f"{where}: column 'options' is not a list: {str(value)[:60]!r}")
+    return [str(option) for option in options]
+
+
+def choice_answer(answer, options: list[str], where: str) -> str:
+    letter = str(answer).strip()
+    if letter not in string.ascii_uppercase[: len(options)]:
+        raise UserError(f"{where}: answer {answer!r} is not one of the {len(options)} option letters")
+    return letter
+
+
+def parquet_columns(path: Path) -> list[str]:
+    try:
+        return pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"{path}: unreadable parquet file ({str(err).splitlines()[0]})") from None
+
+
+def parquet_rows(path: Path, columns: list[str]) -> list[dict]:
+    try:
+        return pq.read_table(path, columns=columns).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"{path}: unreadable parquet file ({str(err).splitlines()[0]})") from None
+
+
+def image_columns(names: list[str]) -> list[str]:
+    """The image columns in slot order (image_1 before image_2)."""
+    columns = [n for n in names if IMAGE_COLUMN.fullmatch(n)]
+    return sorted(columns, key=lambda n: int(IMAGE_COLUMN.fullmatch(n).group(1) or 0))
+
+
+def write_image(cache: Path, data: bytes) -> Path | None:
+    """Store image bytes under a content-hash name; None when they are not an image PIL can read."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            suffix = ".jpg" if image.format == "JPEG" else f".{image.format.lower()}"
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    path = cache / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+    if not path.is_file():
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_bytes(data)
+            temporary.replace(path)
+        except OSError as err:
+            raise UserError(f"{cache}: cannot write images to the cache folder ({err.strerror})") from None
+    return path
+
+
+class ParquetBenchmark(BenchmarkLoader):
+    """Questions read from parquet without their images; images of the chosen subset only are
+    written to `cache_dir` (default: a new folder under the system temp dir)."""
+
+    kind = "general"
+    required: ClassVar[tuple[str, ...]]
+
+    def __init__(self, cache_dir: str | Path | None = None):
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.origin: dict[str, tuple[Path, int]] = {}  # sample id -> (parquet file, row index)
+
+    @abstractmethod
+    def parquet_files(self, root: Path) -> list[Path]:
+        """The files of this split or setting; a UserError naming the expected path when none."""
+
+    @abstractmethod
+    def sample(self, row: dict, path: Path, where: str) -> Sample:
+        """One question (no image yet) from a parquet row."""
+
+    def read(self, root: Path) -> tuple[list[Sample], dict]:
+        files = self.parquet_files(root)
+        samples, self.origin = [], {}
+        for path in files:
+            names = parquet_columns(path)
+            check_columns(names, self.required, path)
+            # Images are the bulk of the file: read them later, for the chosen subset only.
+            rows = parquet_rows(path, [n for n in names if not IMAGE_COLUMN.fullmatch(n)])
+            for index, row in enumerate(rows):
+                sample = self.sample(row, path, f"{path} row {index + 1}")
+                self.origin[sample.id] = (path, index)
+                samples.append(sample)
+        return samples, {"files": [str(p) for p in files], "rows": len(samples), "missing_images": 0}
+
+    def finish(self, samples: list[Sample], found: dict) -> list[Sample]:
+        cache = self.cache_dir or Path(tempfile.mkdtemp(prefix="sectow-images-"))
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{cache}: cannot create the image cache folder ({err.strerror})") from None
+        cache = cache.resolve()  # Sample.image is an absolute path
+        by_file: dict[Path, list[Sample]] = {}
+        for sample in samples:
+            by_file.setdefault(self.origin[sample.id][0], []).append(sample)
+        usable: set[str] = set()
+        for path, group in by_file.items():
+            columns = image_columns(parquet_columns(path))
+            rows = parquet_rows(path, columns)
+            for sample in group:
+                row = rows[self.origin[sample.id][1]]
+                images = [row[c].get("bytes") if isinstance(row[c], dict) else row[c] for c in columns]
+                images = [data for data in images if data]
+                image = write_image(cache, images[0]) if images else None
+                if image is None:
+                    found["missing_images"] += 1
+                    continue
+                sample.image = str(image)
+                sample.extra["n_images"] = len(images)  # the model sees only the first
+                usable.add(sample.id)
+        found["cache_dir"] = str(cache)
+        return [s for s in samples if s.id in usable]
+
+
+class MMMU(ParquetBenchmark):
+    name = "mmmu_validation"
+    description = "MMMU validation: 900 college-level multimodal questions over 30 subjects"
+    split = "validation"
+    required = ("id", "question", "options", "answer", "question_type", "image_1")
+
+    def parquet_files(self, root: Path) -> list[Path]:
+        # `<Subject>/<split>-*.parquet` (MMMU/MMMU), `data/<split>-*.parquet` (merged mirrors), or a
+        # root that is itself one subject folder.
+        files = sorted(root.glob(f"{self.split}-*.parquet")) + sorted(root.glob(f"*/{self.split}-*.parquet"))
+        if not files:
+            raise UserError(f"{root / 'Accounting' / f'{self.split}-00000-of-00001.parquet'}: MMMU {self.split} "
+                            f"file not found (expected one per subject: {root}/<Subject>/{self.split}-*.parquet)")
+        return files
+
+    def sample(self, row: dict, path: Path, where: str) -> Sample:
+        subject = re.fullmatch(r"[a-z]+_(.+)_\d+", str(row["id"]))
+        multiple_choice = row["question_type"] == "multiple-choice"
+        options = parse_options(row["options"], where)
+        extra = {"options": options}
+        if not multiple_choice:
+            extra["open_answer"] = row["answer"]
+        return Sample(
+            id=f"{self.name}/{row['id']}", label="benign",
+            query=mmmu_prompt(row["question"], options if multiple_choice else []),
+            answer=choice_answer(row["answer"], options, where) if multiple_choice else None,
+            category=subject.group(1) if subject else path.parent.name, extra=extra,
+        )
+
+
+class MMMUDev(MMMU):
+    name = "mmmu_dev"
+    description = "MMMU dev: 150 questions (5 per subject)"
+    split = "dev"
+
+
+class MMMUPro(ParquetBenchmark):
+    name = "mmmu_pro_standard10"
+    description = "MMMU-Pro standard: 1,730 questions with up to 10 shuffled options"
+    setting = "standard (10 options)"
+    required = ("id", "question", "options", "answer", "subject", "image_1")
+
+    def parquet_files(self, root: Path) -> list[Path]:
+        files = sorted((root / self.setting).glob("test-*.parquet"))
+        if not files:
+            raise UserError(f"{root / self.setting / 'test-00000-of-00001.parquet'}: MMMU-Pro file not found "
+                            f"(expected {root / self.setting}/test-*.parquet)")
+        return files
+
+    def sample(self, row: dict, path: Path, where: str) -> Sample:
+        options = parse_options(row["options"], where)
+        return Sample(
+            id=f"{self.name}/{row['id']}", query=self.prompt(row, options), label="benign",
+            answer=choice_answer(row["answer"], options, where), category=row["subject"],
+            extra={"options": options},
+        )
+
+    def prompt(self, row: dict, options: list[str]) -> str:
+        return mmmu_pro_prompt(row["question"], options)
+
+
+class MMMUPro4(MMMUPro):
+    name = "mmmu_pro_standard4"
+    description = "MMMU-Pro standard with 4 options"
+    setting = "standard (4 options)"
+
+
+class MMMUProVision(MMMUPro):
+    name = "mmmu_pro_vision"
+    description = "MMMU-Pro vision: question and options shown only inside a screenshot or photo"
+    setting = "vision"
+    required = ("id", "options", "answer", "subject", "image")
+
+    def prompt(self, row: dict, options: list[str]) -> str:
+        return PRO_VISION_INSTRUCTION  # the question and its options are in the image

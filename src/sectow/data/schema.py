@@ -1,0 +1,122 @@
+"""The sample every layer passes around, and the JSONL file format users bring their own data in.
+
+A JSONL row is one object per line:
+    {"id": "s1", "image": "img/s1.png", "query": "...", "label": "harmful" | "benign",
+     "answer": "B" (benign multiple choice only), "category": "...", "intent": "...", "form": "plain"}
+`image` is a path relative to the JSONL file (or null for text-only); paths may not leave the
+file's folder. Only id, query and label are required.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from sectow.errors import UserError
+
+Label = Literal["harmful", "benign"]
+LABELS = ("harmful", "benign")
+MAX_IMAGE_PIXELS = 8192 * 8192  # larger images are refused as decompression bombs
+
+
+@dataclass
+class Sample:
+    """One model input with its label. `intent` is the plain harmful request behind a jailbreak."""
+
+    id: str
+    query: str
+    label: Label
+    image: str | None = None  # absolute path to an image file, or None for text-only
+    answer: str | None = None  # option letter of a benign multiple-choice question
+    category: str | None = None
+    intent: str | None = None
+    form: str = "plain"  # how the request is presented: plain, roleplay, list, typography, ...
+    seed_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_row(self, relative_to: Path | None = None) -> dict:
+        row = asdict(self)
+        if relative_to is not None and self.image is not None:
+            row["image"] = str(Path(self.image).resolve().relative_to(relative_to.resolve()))
+        if not row["extra"]:
+            row.pop("extra")
+        return row
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image as RGB, or raise a UserError naming the file."""
+    path = Path(path)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
+        raise UserError(f"{path}: unreadable image ({err.__class__.__name__}: {err})") from None
+
+
+def resolve_inside(root: Path, relative: str, where: str) -> Path:
+    """Join `relative` onto `root`, refusing paths that escape it (../, absolute, symlinks out)."""
+    root = root.resolve()
+    candidate = (root / relative).resolve()
+    if Path(relative).is_absolute() or not candidate.is_relative_to(root):
+        raise UserError(f"{where}: image path {relative!r} leaves the dataset folder {root}")
+    return candidate
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    """Read a JSONL file of samples; every problem names file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such data file")
+    samples: list[Sample] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: bad JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        samples.append(sample_from_row(row, path.parent, where))
+    return samples
+
+
+def sample_from_row(row: dict, root: Path, where: str) -> Sample:
+    known = {f for f in Sample.__dataclass_fields__}
+    unknown = sorted(set(row) - known)
+    if unknown:
+        raise UserError(f"{where}: unknown field {unknown[0]!r} (fields: {', '.join(sorted(known))})")
+    for required in ("id", "query", "label"):
+        if not isinstance(row.get(required), str) or not row[required]:
+            raise UserError(f"{where}: field {required!r} is missing or not a non-empty string")
+    if row["label"] not in LABELS:
+        raise UserError(f"{where}: label {row['label']!r} must be one of {', '.join(LABELS)}")
+    image = row.get("image")
+    if image is not None:
+        if not isinstance(image, str):
+            raise UserError(f"{where}: field 'image' must be a path string or null")
+        image_path = resolve_inside(root, image, where)
+        if not image_path.is_file():
+            raise UserError(f"{where}: image {image!r} not found under {root}")
+        row = {**row, "image": str(image_path)}
+    return Sample(**row)
+
+
+def write_samples(path: Path, samples: list[Sample]) -> None:
+    """Write samples as JSONL atomically (temp name, then rename); image paths relative to the file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for sample in samples:
+            out.write(json.dumps(sample.to_row(relative_to=path.parent)) + "\n")
+    tmp.replace(path)

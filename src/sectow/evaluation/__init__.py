@@ -1,0 +1,1 @@
+"""Evaluation: answer parsing and the metrics (ASR, over-refusal, accuracy) computed from judged responses."""

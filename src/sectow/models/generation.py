@@ -1,0 +1,38 @@
+"""Batched generation with HF `generate`: the one way the loop and the evaluation sample replies."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from sectow.data.schema import Sample, load_image
+
+
+def chat_text(processor, text: str, has_image: bool) -> str:
+    content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": text}]
+    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                         tokenize=False)
+
+
+@torch.no_grad()
+def generate(model, processor, prompts: list[tuple[str, str | None]], *, max_new_tokens: int, batch_size: int = 32,
+             temperature: float = 0.0, seed: int = 0, desc: str | None = None) -> list[str]:
+    """Replies to (text, image path or None) prompts; greedy when temperature is 0."""
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    replies: list[str] = []
+    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=desc is None, leave=False):
+        batch = prompts[start:start + batch_size]
+        texts = [chat_text(processor, text, image is not None) for text, image in batch]
+        images = [load_image(image) for _, image in batch if image is not None]
+        inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True).to(model.device)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+        replies += processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    model.train(was_training)
+    return [reply.strip() for reply in replies]
+
+
+def reply_to_samples(model, processor, samples: list[Sample], **kwargs) -> list[str]:
+    return generate(model, processor, [(s.query, s.image) for s in samples], **kwargs)
