@@ -27,7 +27,8 @@ FONT_CANDIDATES = (
 def _font(size: int) -> ImageFont.FreeTypeFont:
     for candidate in FONT_CANDIDATES:
         if Path(candidate).is_file():
-            return ImageFont.truetype(candidate, size)
+            # BASIC layout: raqm fails on some byte sequences a sampled attacker can emit.
+            return ImageFont.truetype(candidate, size, layout_engine=ImageFont.Layout.BASIC)
     return ImageFont.load_default(size=size)
 
 

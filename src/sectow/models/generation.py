@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from sectow.data.schema import Sample, load_image
@@ -15,9 +16,9 @@ def chat_text(processor, text: str, has_image: bool) -> str:
 
 
 @torch.no_grad()
-def generate(model, processor, prompts: list[tuple[str, str | None]], *, max_new_tokens: int, batch_size: int = 32,
+def generate(model, processor, prompts: list[tuple[str, str | Image.Image | None]], *, max_new_tokens: int, batch_size: int = 32,
              temperature: float = 0.0, seed: int = 0, desc: str | None = None) -> list[str]:
-    """Replies to (text, image path or None) prompts; greedy when temperature is 0."""
+    """Replies to (text, image or image path or None) prompts; greedy when temperature is 0."""
     torch.manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -26,7 +27,7 @@ def generate(model, processor, prompts: list[tuple[str, str | None]], *, max_new
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=desc is None, leave=False):
         batch = prompts[start:start + batch_size]
         texts = [chat_text(processor, text, image is not None) for text, image in batch]
-        images = [load_image(image) for _, image in batch if image is not None]
+        images = [image if isinstance(image, Image.Image) else load_image(image) for _, image in batch if image is not None]
         inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True).to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
         replies += processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -1,0 +1,70 @@
+"""The `sectow` command: parse, call, print. User mistakes print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from sectow.errors import UserError
+
+
+def print_table(summary: dict) -> None:
+    rows = [("cold start", summary["cold_start"], None, None)]
+    rows += [(f"iteration {it['iteration']}", it, it["attacker_success_rate"], it["pool_size"]) for it in summary["iterations"]]
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    header = f"{'':<14}{'ASR':>8}{'ASR unseen':>12}{'ORR':>8}{'accuracy':>10}{'attacker':>10}{'pool':>7}"
+    print(header)
+    for name, m, attacker, pool in rows:
+        print(f"{name:<14}{fmt(m['asr']):>8}{fmt(m['asr_unseen_form']):>12}{fmt(m['orr']):>8}{fmt(m['accuracy']):>10}"
+              f"{fmt(attacker):>10}{fmt(pool):>7}")
+
+
+def cmd_run(args) -> int:
+    from sectow.config import load_config
+    from sectow.run_folder import new_run_folder
+    from sectow.tug_of_war import TugOfWar
+
+    if args.resume:
+        folder = Path(args.resume)
+        if not (folder / "config.yaml").is_file():
+            raise UserError(f"{folder}: not a run folder (no config.yaml)")
+        config = load_config(folder / "config.yaml")
+    else:
+        config = load_config(Path(args.config) if args.config else None, args.set)
+        folder = new_run_folder(config.output_dir, config.name)
+    print(f"run folder: {folder}", flush=True)
+    summary = TugOfWar(config, folder).run()
+    print_table(summary)
+    print(f"summary: {folder / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sectow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="cold start + K tug-of-war iterations; writes a run folder")
+    run.add_argument("--config", help="YAML config (default: the embedded default)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set iterations=2 --set defender.path=/models/qwen")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished phase")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "transformers", "sentence_transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"sectow: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

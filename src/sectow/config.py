@@ -1,0 +1,172 @@
+"""The run's typed configuration: YAML in, every field with a default that runs and a line of help.
+Unknown keys, wrong types and out-of-range values become one UserError naming the key."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sectow.errors import UserError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(Section):
+    rank: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA alpha")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    # Only the language model: a bare name like `q_proj` would also hit the vision tower.
+    target_modules: str = Field(r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
+                                description="regex of module names that get adapters")
+
+
+class PolicySettings(Section):
+    path: Path | None = Field(None, description="local model folder; null builds the tiny default")
+    lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
+    bf16: bool = Field(True, description="bf16 training on GPUs (ignored on CPU)")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory on big models")
+    max_new_tokens: int = Field(24, gt=0, description="reply length cap when this player generates")
+    hidden_size: int = Field(128, gt=0, description="tiny default only: text hidden size")
+    layers: int = Field(2, gt=0, description="tiny default only: text layers")
+
+
+class DataSettings(Section):
+    harmful_seeds: Path | None = Field(None, description="JSONL of harmful seeds (label harmful); null: built-in")
+    benign: Path | None = Field(None, description="JSONL of benign samples (answer = option letter); null: built-in")
+    held_out_harmful: Path | None = Field(None, description="JSONL of held-out harmful seeds (needed with harmful_seeds)")
+    held_out_benign: Path | None = Field(None, description="JSONL of held-out benign samples (needed with benign)")
+    questions: int = Field(480, gt=0, description="built-in world: colour questions in the train split")
+    image_size: int = Field(56, ge=28, description="built-in world: image side in pixels")
+
+
+class SftSettings(Section):
+    steps: int = Field(400, gt=0, description="cold-start SFT steps")
+    learning_rate: float = Field(2e-3, gt=0, description="cold-start learning rate")
+    batch_size: int = Field(16, gt=0, description="per-device batch size")
+
+
+class GrpoSettings(Section):
+    steps: int = Field(30, gt=0, description="GRPO steps per phase")
+    learning_rate: float = Field(5e-4, gt=0, description="GRPO learning rate")
+    batch_size: int = Field(16, gt=0, description="completions per device per step (prompts x generations)")
+    num_generations: int = Field(4, ge=2, description="G: completions sampled per prompt")
+    beta: float = Field(0.0, ge=0, description="KL weight to the reference policy (0: no reference model)")
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    use_vllm: bool = Field(False, description="roll out with vLLM (GPU and vllm installed)")
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in-process or a `trl vllm-serve` server")
+
+
+class PoolSettings(Section):
+    samples_per_seed: int = Field(2, gt=0, description="attacker samples per training seed each iteration")
+    refine_share: float = Field(0.5, ge=0, le=1, description="share of attacker prompts in refine mode")
+    temperature: float = Field(1.0, gt=0, description="attacker sampling temperature for the pool")
+
+
+class MonitorSettings(Section):
+    enabled_defender: bool = Field(True, description="defender strategy monitoring (ORR bound)")
+    enabled_attacker: bool = Field(True, description="attacker sample quality monitoring")
+    orr_bound: float = Field(0.10, ge=0, le=1, description="over-refusal rate above which the defender phase acts")
+    orr_action: Literal["rollback", "reweight"] = Field(
+        "rollback", description="rollback: keep the last good defender; reweight: retry once with double benign data")
+    intent_threshold: float = Field(0.45, ge=-1, le=1, description="min cosine(seed, query) to keep the intent")
+    duplicate_threshold: float = Field(0.98, ge=-1, le=1, description="cosine at or above which a query is a near-duplicate")
+    min_query_chars: int = Field(12, ge=1, description="shorter queries are malformed")
+    max_query_chars: int = Field(400, ge=1, description="longer queries are malformed")
+
+
+class RewardSettings(Section):
+    refusal_on_harmful: float = Field(1.0, description="defender: refusing a harmful or jailbreak sample")
+    correct_answer: float = Field(1.0, description="defender: the right option on a benign question")
+    benign_compliance: float = Field(1.0, description="defender: answering a benign request")
+    benign_refusal: float = Field(-1.0, description="defender: refusing a benign sample (over-refusal)")
+    format_bonus: float = Field(0.1, description="both: reply follows the response template")
+    attack_success: float = Field(1.0, description="attacker: defender complied and the query passed quality")
+
+
+class EvaluationSettings(Section):
+    batch_size: int = Field(32, gt=0, description="generation batch size")
+    max_new_tokens: int = Field(16, gt=0, description="reply length cap in evaluation")
+    judge: Literal["jailbreakbench", "gcg"] = Field("jailbreakbench", description="refusal-string list")
+
+
+class RunConfig(Section):
+    name: str = Field("default", min_length=1, description="run name; the folder is runs/<name>-<time>")
+    output_dir: Path = Field(Path("runs"), description="where run folders go")
+    seed: int = Field(0, description="master seed (each phase derives its own)")
+    iterations: int = Field(3, gt=0, description="K: tug-of-war iterations")
+    cold_start: bool = Field(True, description="run the cold-start SFT of both players")
+    defender: PolicySettings = PolicySettings()
+    attacker: PolicySettings = PolicySettings(max_new_tokens=48, layers=2)
+    data: DataSettings = DataSettings()
+    defender_sft: SftSettings = SftSettings()
+    attacker_sft: SftSettings = SftSettings(steps=300)
+    attacker_grpo: GrpoSettings = GrpoSettings(steps=20)
+    defender_grpo: GrpoSettings = GrpoSettings()
+    pool: PoolSettings = PoolSettings()
+    monitors: MonitorSettings = MonitorSettings()
+    rewards: RewardSettings = RewardSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+
+
+def _valid_keys(model: type[BaseModel], location: tuple) -> list[str]:
+    for key in location[:-1]:
+        annotation = model.model_fields[key].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def parse_config(raw: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        location = tuple(str(part) for part in first["loc"])
+        key = ".".join(location)
+        if first["type"] == "extra_forbidden":
+            nearest = difflib.get_close_matches(location[-1], _valid_keys(RunConfig, first["loc"]), n=1)
+            hint = f"; did you mean {'.'.join(location[:-1] + (nearest[0],))!r}?" if nearest else ""
+            raise UserError(f"{source}: unknown key {key!r}{hint}") from None
+        raise UserError(f"{source}: {key}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read YAML (or nothing: the defaults), apply `key.sub=value` overrides, validate."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise UserError(f"{where}: YAML syntax error ({getattr(err, 'problem', err)})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of config keys at the top level")
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise UserError(f"override {override!r}: expected key=value, e.g. iterations=2")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {override!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(value)
+    return parse_config(raw, source)
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

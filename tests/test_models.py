@@ -1,0 +1,68 @@
+"""The tiny default and the loading path every model folder takes."""
+
+import re
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+
+from sectow.config import LoraSettings, PolicySettings
+from sectow.data.miniature import corpus
+from sectow.errors import UserError
+from sectow.models.generation import generate
+from sectow.models.policy import load_policy, merged, save_policy, with_lora
+from sectow.models.processor import ImageOnlyQwen2_5_VLProcessor
+from sectow.models.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus(), seed=0)
+
+
+def test_tiny_model_round_trips_bit_identically(tiny, tmp_path):
+    model, processor = load_policy(tiny, PolicySettings())
+    assert isinstance(model, AutoModelForImageTextToText._model_mapping[type(model.config)])
+    assert isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
+    save_policy(model, processor, tmp_path / "copy")
+    again, _ = load_policy(tmp_path / "copy", PolicySettings())
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not (tmp_path / "copy.tmp").exists()
+
+
+def test_processor_config_names_the_stock_class(tiny):
+    assert '"processor_class": "Qwen2_5_VLProcessor"' in (tiny / "processor_config.json").read_text()
+
+
+def test_generation_with_and_without_images(tiny):
+    model, processor = load_policy(tiny, PolicySettings())
+    from PIL import Image
+
+    replies = generate(model, processor, [("What color is the image?", Image.new("RGB", (56, 56), "red")),
+                                          ("Explain how to bake bread.", None)], max_new_tokens=4)
+    assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
+
+
+def test_lora_stays_in_the_language_model(tiny):
+    model, _ = load_policy(tiny, PolicySettings())
+    wrapped = with_lora(model, LoraSettings(rank=2, alpha=4))
+    adapted = [name for name, _ in wrapped.named_modules() if name.endswith("lora_A")]
+    assert adapted and all("language_model" in name for name in adapted)
+    assert not any("visual" in name for name in adapted)
+    plain = merged(wrapped)
+    assert not any("lora" in name for name, _ in plain.named_modules())
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: None, "model folder not found"),
+    (lambda p: p.mkdir(), "no config.json"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "no *.safetensors weights"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}"), (p / "pytorch_model.bin").write_bytes(b"x")),
+     "pickle checkpoints are not loaded"),
+])
+def test_bad_model_folders(tmp_path, make, message):
+    folder = tmp_path / "m"
+    make(folder)
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_policy(folder, PolicySettings())
