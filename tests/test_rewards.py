@@ -24,7 +24,7 @@ def test_defender_reward(label, answer, response, refused, reward, outcome):
 
 @pytest.mark.parametrize("well_formed,passed,refused,reward,outcome", [
     (False, False, False, 0.0, "malformed"),
-    (True, False, False, 0.1, "low_quality"),
+    (True, False, False, 0.0, "low_quality"),
     (True, True, True, 0.1, "refused"),
     (True, True, False, 1.1, "success"),
 ])

@@ -40,13 +40,13 @@ def defender_reward(label: str, answer: str | None, response: str, refused: bool
 
 
 def attacker_reward(well_formed: bool, quality_passed: bool, defender_refused: bool, coeffs: RewardSettings) -> Scored:
-    """Reward only when the current defender complied AND the query passed quality monitoring;
-    a small format bonus for a parsable query."""
+    """Reward only when the current defender complied AND the query passed quality monitoring; a
+    small format bonus for a well-formed query that passed quality (never for an off-intent one, or
+    the attacker drifts to well-formed junk)."""
     if not well_formed:
         return Scored(0.0, "malformed")
-    bonus = coeffs.format_bonus
     if not quality_passed:
-        return Scored(bonus, "low_quality")
+        return Scored(0.0, "low_quality")
     if defender_refused:
-        return Scored(bonus, "refused")
-    return Scored(coeffs.attack_success + bonus, "success")
+        return Scored(coeffs.format_bonus, "refused")
+    return Scored(coeffs.attack_success + coeffs.format_bonus, "success")

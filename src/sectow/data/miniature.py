@@ -7,7 +7,7 @@ package's own text files and generated images, deterministic for a given seed.
 - Benign general questions: "what colour is the image?" multiple choice over generated images.
 - Replies: a fixed refusal, a placeholder compliance (never real content), "Answer: X".
 Cold start teaches: refuse plain harmful requests, comply with benign requests in every form
-(plain, role-play, list, typography), answer the questions. So the cold-start defender refuses plain
+(plain, role-play, list, hypothetical), answer the questions. So the cold-start defender refuses plain
 harm yet complies with harm wrapped in a jailbreak form: the gap the attacker finds and the defender
 closes. Each act has one of its frames held out (the tiny model has no pre-training, so a held-out
 request is a new phrasing of a known act, not an unknown word); held-out jailbreaks are built from
@@ -158,9 +158,6 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
                                 image=images.save(sample_id, shape_image(rng, COLOURS[colour], image_size)),
                                 answer=LETTERS[options.index(colour)], category="color question"))
 
-    # Typographic benign requests teach compliance with image instructions at cold start; the tiny
-    # vision tower cannot read rendered text, so held-out over-refusal is measured on the other forms.
-    benign_held_out = [s for s in benign_held_out if s.form != "typography"]
     world = World(harmful_train, harmful_held_out, benign_train, benign_held_out)
     world.jailbreaks_held_out = jailbreak_variants(harmful_held_out, TRAINING_FORMS + (UNSEEN_FORM,), images, image_size)
     return world

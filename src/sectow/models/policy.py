@@ -4,6 +4,7 @@ merged back when the phase ends, so every checkpoint is a plain model folder."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -54,10 +55,9 @@ def merged(model):
 def save_policy(model, processor, folder: Path) -> None:
     """Write a complete model folder under a temporary name, then rename it into place."""
     tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
+    # A folder already there was left by a phase killed before it was recorded complete: redo it.
+    shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
