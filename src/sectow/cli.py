@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ def cmd_run(args) -> int:
     from sectow.tug_of_war import TugOfWar
 
     if args.resume:
+        if args.set or args.config:
+            raise UserError("--resume continues a run with its own config.yaml: drop --config and --set")
         folder = Path(args.resume)
         if not (folder / "config.yaml").is_file():
             raise UserError(f"{folder}: not a run folder (no config.yaml)")
@@ -42,6 +43,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from sectow.evaluation.benchmark_eval import evaluate_model, parse_benchmark_args
+
+    evaluate_model(Path(args.model), parse_benchmark_args(args.benchmark), Path(args.out), judge=args.judge,
+                            limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                            system_prompt=args.system_prompt)
+    print((Path(args.out) / "eval.md").read_text())
+    print(f"results: {Path(args.out) / 'eval.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from sectow.report.html_report import write_report
+
+    html, markdown = write_report(Path(args.run_dir))
+    print(f"report: {html}\nmarkdown: {markdown}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sectow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set iterations=2 --set defender.path=/models/qwen")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished phase")
     run.set_defaults(func=cmd_run)
+    evaluate = sub.add_parser("eval", help="evaluate any model folder on local benchmark copies")
+    evaluate.add_argument("--model", required=True, help="local model folder")
+    evaluate.add_argument("--benchmark", action="append", required=True, metavar="NAME=ROOT",
+                          help="e.g. figstep=/data/FigStep; repeat for several")
+    evaluate.add_argument("--out", required=True, help="folder for eval.json, eval.md, responses.jsonl")
+    evaluate.add_argument("--judge", default="refusal", help="refusal (default), guard or http")
+    evaluate.add_argument("--limit", type=int, help="at most this many samples per benchmark (seeded subset)")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate.add_argument("--system-prompt", help="a safety system prompt defense, prepended to every query")
+    evaluate.set_defaults(func=cmd_eval)
+    report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
+    report.add_argument("run_dir")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

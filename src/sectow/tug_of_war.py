@@ -16,8 +16,8 @@ import torch
 
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM
 from sectow.config import RunConfig, config_to_yaml
-from sectow.data.miniature import World, build_world, corpus, jailbreak_variants, _ImageWriter
-from sectow.data.schema import Sample, read_samples
+from sectow.data.miniature import World, build_world, corpus, jailbreak_variants, ImageWriter
+from sectow.data.schema import read_samples
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.judges.refusal import RefusalJudge
@@ -31,7 +31,7 @@ from sectow.training.cold_start import supervised_finetune
 from sectow.training.grpo import grpo_train
 from sectow.training.players import (AttackerReward, AttackOutcome, DefenderReward, attacker_prompt_row,
                                      attacker_sft_rows, defender_sft_rows)
-from sectow.training.prompts import attacker_instruction, defender_row
+from sectow.training.prompts import defender_row
 
 log = logging.getLogger("sectow")
 
@@ -54,7 +54,7 @@ def load_world(config: RunConfig, folder: Path) -> World:
             sample.seed_id = sample.seed_id or sample.id
     world = World(loaded["harmful_seeds"], loaded["held_out_harmful"], loaded["benign"], loaded["held_out_benign"])
     world.jailbreaks_held_out = jailbreak_variants(world.harmful_held_out, TRAINING_FORMS + (UNSEEN_FORM,),
-                                                   _ImageWriter(folder), data.image_size)
+                                                   ImageWriter(folder), data.image_size)
     return world
 
 

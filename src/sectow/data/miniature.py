@@ -102,7 +102,7 @@ def corpus() -> list[str]:
     return texts
 
 
-class _ImageWriter:
+class ImageWriter:
     """Saves generated images under one folder with stable names."""
 
     def __init__(self, folder: Path):
@@ -122,7 +122,7 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
                 image_size: int = 56) -> World:
     """Build the miniature's samples, writing its images under `folder`."""
     rng = random.Random(seed)
-    images = _ImageWriter(folder)
+    images = ImageWriter(folder)
 
     def phrasings(row: dict) -> list[tuple[str, str, bool]]:
         """(id, request, held out?) for each frame of an act; one random frame is held out."""
@@ -163,7 +163,7 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
     return world
 
 
-def jailbreak_variants(seeds: list[Sample], forms: tuple[str, ...], images: _ImageWriter, image_size: int) -> list[Sample]:
+def jailbreak_variants(seeds: list[Sample], forms: tuple[str, ...], images: ImageWriter, image_size: int) -> list[Sample]:
     """Every seed in every form: fixed, templated jailbreaks (for evaluation and as existing data)."""
     variants = []
     for seed_sample in seeds:

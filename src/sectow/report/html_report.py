@@ -1,0 +1,466 @@
+"""The run report: plots, tables and sample jailbreaks from a run folder, as one self-contained HTML page
+(inline CSS, base64 PNGs) and a Markdown twin with its PNG files, both under run_dir/report/."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image as PILImage
+
+from sectow.errors import UserError
+from sectow.run_folder import write_atomic
+
+SAMPLES = 12
+THUMB_PX = 128
+TEXT_LIMIT = 600
+JACCARD_CAP = 300  # pairs grow quadratically; a fixed random subset keeps big pools cheap
+DIVERSITY_NOTE = ("Measured on each iteration's pool records, without a model: distinct-query ratio (unique queries, "
+                  "case-folded, over records), form entropy (Shannon entropy of the form mix over its maximum for the "
+                  "forms the whole pool uses) and mean pairwise word-Jaccard distance between queries (on at most "
+                  f"{JACCARD_CAP} records). Each is 0..1; higher is more diverse.")
+
+
+@dataclass
+class Image:
+    name: str  # file name next to report.md
+    png: bytes
+    alt: str
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str | Image]]
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str | Image | Table]
+
+
+@dataclass
+class Run:
+    name: str
+    summary: dict
+    metrics: list[dict]
+    pool: list[dict]
+    pool_dir: Path
+    configured_iterations: int | None
+
+    def phases(self, prefix: str) -> list[dict]:
+        return [m for m in self.metrics if m.get("phase", "").startswith(prefix)]
+
+    def evaluations(self) -> list[tuple[int, dict]]:
+        """(iteration, metrics) with the cold start as iteration 0, in order."""
+        found = [(0, m) for m in self.phases("evaluate_cold_start")]
+        found += [(int(m["phase"].rsplit("_", 1)[1]), m) for m in self.phases("evaluate_iteration_")]
+        return sorted(found, key=lambda pair: pair[0])
+
+
+# ---- reading the run folder ------------------------------------------------------------------------
+def _read_json_lines(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}: line {number} is not valid JSON") from None
+    return rows
+
+
+def load_run(run_dir: Path) -> Run:
+    for required in ("summary.json", "metrics.jsonl"):
+        if not (run_dir / required).is_file():
+            raise UserError(f"{run_dir / required}: missing; is {run_dir} a sectow run folder?")
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise UserError(f"{run_dir / 'summary.json'}: not valid JSON") from None
+    pool_file = run_dir / "pool" / "jailbreak_pool.jsonl"
+    config_file = run_dir / "config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
+    return Run(name=run_dir.resolve().name, summary=summary, metrics=_read_json_lines(run_dir / "metrics.jsonl"),
+               pool=_read_json_lines(pool_file) if pool_file.is_file() else [], pool_dir=run_dir / "pool",
+               configured_iterations=config.get("iterations") if isinstance(config, dict) else None)
+
+
+# ---- measures --------------------------------------------------------------------------------------
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\w+", text.lower()))
+
+
+def _mean_jaccard_distance(queries: list[str]) -> float | None:
+    if len(queries) < 2:
+        return None
+    if len(queries) > JACCARD_CAP:
+        queries = random.Random(0).sample(queries, JACCARD_CAP)
+    bags = [_words(q) for q in queries]
+    distances = [1 - len(a & b) / len(a | b) if a | b else 0.0
+                 for i, a in enumerate(bags) for b in bags[i + 1:]]
+    return sum(distances) / len(distances)
+
+
+def _form_entropy(forms: list[str], form_count: int) -> float:
+    """Shannon entropy of the form mix, over its maximum for the forms the whole pool uses (0..1)."""
+    if form_count < 2:
+        return 0.0
+    counts = Counter(forms).values()
+    return sum(c / len(forms) * math.log(len(forms) / c) for c in counts) / math.log(form_count)
+
+
+def pool_diversity(records: list[dict]) -> dict[int, dict]:
+    """Per iteration: record count, distinct-query ratio, normalised form entropy, mean word-Jaccard distance."""
+    form_count = len({r.get("form") for r in records})
+    by_iteration: dict[int, list[dict]] = {}
+    for r in records:
+        by_iteration.setdefault(int(r.get("iteration", 0)), []).append(r)
+    result = {}
+    for k, rows in sorted(by_iteration.items()):
+        queries = [str(r.get("query", "")) for r in rows]
+        result[k] = {"records": len(rows), "distinct_query": len({q.strip().lower() for q in queries}) / len(rows),
+                     "form_entropy": _form_entropy([r.get("form") for r in rows], form_count),
+                     "jaccard": _mean_jaccard_distance(queries), "forms": Counter(r.get("form") for r in rows)}
+    return result
+
+
+# ---- plots -----------------------------------------------------------------------------------------
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _label(k: int) -> str:
+    return "cold start" if k == 0 else f"iteration {k}"
+
+
+def _iteration_axis(ax, ks: list[int]) -> None:
+    ax.set_xticks(ks, ["cold\nstart" if k == 0 else str(k) for k in ks])
+    ax.set_xlabel("iteration")
+    ax.grid(alpha=0.3)
+
+
+def plot_rates(evals: list[tuple[int, dict]]) -> bytes:
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ks = [k for k, _ in evals]
+    for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, unseen forms", "o--"),
+                              ("orr", "over-refusal rate", "s-"), ("accuracy", "benign accuracy", "^-")):
+        ax.plot(ks, [math.nan if m.get(key) is None else m[key] for _, m in evals], style, label=label)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_ylabel("rate")
+    _iteration_axis(ax, ks)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: lines often overlap
+    return _png(fig)
+
+
+def _grouped_bars(groups: list[str], series: list[tuple[str, dict]]) -> bytes:
+    fig = Figure(figsize=(max(7, 0.8 * len(groups) + 2), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        ax.bar([g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))],
+               [values.get(name, 0.0) for name in groups], width, label=label)
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("ASR")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def plot_by_key(evals: list[tuple[int, dict]], key: str, every_iteration: bool) -> bytes | None:
+    """ASR per category or form: cold start vs final, or every evaluation."""
+    chosen = evals if every_iteration or len(evals) < 2 else [evals[0], evals[-1]]
+    series = [(_label(k), m.get(key) or {}) for k, m in chosen]
+    groups = sorted({name for _, values in series for name in values})
+    return _grouped_bars(groups, series) if groups else None
+
+
+def plot_attacker(evals: list[tuple[int, dict]], diversity: dict[int, dict]) -> bytes | None:
+    attack = [(k, m["attacker_success_rate"]) for k, m in evals if m.get("attacker_success_rate") is not None]
+    if not attack and not diversity:
+        return None
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot([k for k, _ in attack], [v for _, v in attack], "o-", color="tab:red")
+    left.set_title("attacker success rate (pool candidates accepted)", fontsize=9)
+    left.set_ylim(-0.03, 1.05)
+    _iteration_axis(left, [k for k, _ in attack])
+    ks = sorted(diversity)
+    for key, label in (("distinct_query", "distinct-query ratio"), ("form_entropy", "form entropy (normalised)"),
+                       ("jaccard", "mean word-Jaccard distance")):
+        right.plot(ks, [math.nan if diversity[k][key] is None else diversity[k][key] for k in ks], "o-", label=label)
+    right.set_title("diversity of each iteration's pool records", fontsize=9)
+    right.set_ylim(-0.03, 1.05)
+    _iteration_axis(right, ks)
+    right.legend(fontsize=8)
+    return _png(fig)
+
+
+# ---- tables ----------------------------------------------------------------------------------------
+def _num(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def comparison_table(evals: list[tuple[int, dict]]) -> Table:
+    cold_asr = evals[0][1].get("asr") if evals and evals[0][0] == 0 else None
+    rows = []
+    for k, m in evals:
+        delta = None if cold_asr is None or m.get("asr") is None else m["asr"] - cold_asr
+        rows.append([_label(k), _num(m.get("asr")), "–" if k == 0 else _num(delta),
+                     _num(m.get("asr_unseen_form")), _num(m.get("orr")), _num(m.get("accuracy")),
+                     _num(m.get("attacker_success_rate")), _num(m.get("pool_size"))])
+    return Table(["", "ASR", "ASR change vs cold start", "unseen-form ASR", "ORR", "accuracy",
+                  "attacker success", "pool size"], rows)
+
+
+def pool_table(run: Run) -> Table:
+    return Table(["iteration", "candidates", "attacker success", "pool size", "candidate outcomes"],
+                 [[str(m.get("iteration")), _num(m.get("candidates")), _num(m.get("attacker_success_rate")),
+                   _num(m.get("pool_size")), _counts(m.get("outcomes") or {})] for m in run.phases("pool_")])
+
+
+def monitor_table(run: Run) -> Table:
+    rows = []
+    for m in run.phases("defender_grpo_"):
+        decisions = m.get("monitor") or []
+        for attempt, d in enumerate(decisions, 1):
+            verdict = ("accepted" if m.get("accepted") else "rejected") if attempt == len(decisions) else "retried"
+            rows.append([str(m.get("iteration")), str(attempt), _num(d.get("benign_weight")), _num(d.get("orr")),
+                         str(d.get("action")), verdict, _counts(d.get("outcomes") or {})])
+    return Table(["iteration", "attempt", "benign weight", "ORR", "monitor action", "defender", "reward outcomes"],
+                 rows)
+
+
+def diversity_table(diversity: dict[int, dict]) -> Table:
+    return Table(["iteration", "records", "distinct-query ratio", "form entropy", "word-Jaccard distance", "forms"],
+                 [[str(k), str(d["records"]), _num(d["distinct_query"], 3), _num(d["form_entropy"], 3),
+                   _num(d["jaccard"], 3), _counts(d["forms"])] for k, d in diversity.items()])
+
+
+# ---- sample jailbreaks -----------------------------------------------------------------------------
+def pick_samples(records: list[dict], n: int = SAMPLES) -> list[dict]:
+    """Round-robin over iterations, most on-intent first, so late iterations are shown too."""
+    queues: dict[int, list[dict]] = {}
+    for r in records:
+        queues.setdefault(int(r.get("iteration", 0)), []).append(r)
+    for rows in queues.values():
+        rows.sort(key=lambda r: -((r.get("quality") or {}).get("intent_similarity") or 0.0))
+    picked = []
+    while len(picked) < n and any(queues.values()):
+        for k in sorted(queues):
+            if queues[k] and len(picked) < n:
+                picked.append(queues[k].pop(0))
+    return picked
+
+
+def thumbnail(pool_dir: Path, relative: str | None) -> bytes | None:
+    if not relative:
+        return None
+    path = (pool_dir / relative).resolve()
+    if not path.is_relative_to(pool_dir.resolve()):  # a record must not pull files from outside its pool
+        return None
+    try:
+        with PILImage.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((THUMB_PX, THUMB_PX))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+    except OSError:
+        return None
+    return buffer.getvalue()
+
+
+def _clip(text) -> str:
+    text = str(text or "")
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + " …"
+
+
+def _verdict(verdict: dict) -> str:
+    return (f"{'unsafe' if verdict.get('unsafe') else 'safe'}, {'refused' if verdict.get('refused') else 'not refused'}"
+            f"\njudge: {verdict.get('judge')}")
+
+
+def samples_table(run: Run) -> Table:
+    rows = []
+    for i, r in enumerate(pick_samples(run.pool), 1):
+        png = thumbnail(run.pool_dir, r.get("image"))
+        rows.append([Image(f"sample-{i:02d}.png", png, f"sample {i} image") if png else "(no image)",
+                     f"iteration {r.get('iteration')}, {r.get('form')}, {r.get('mode')}\n{r.get('category')}",
+                     _clip(r.get("query")), _clip(r.get("defender_reply")),
+                     _verdict(r.get("verdict") or {}),
+                     _num((r.get("quality") or {}).get("intent_similarity"), 3)])
+    return Table(["image", "record", "query", "defender reply", "verdict", "intent similarity"], rows)
+
+
+# ---- the report's content --------------------------------------------------------------------------
+def _overview(run: Run, evals: list[tuple[int, dict]]) -> str:
+    done = max((k for k, _ in evals), default=None)
+    if done is None:
+        progress = "No evaluation recorded yet."
+    else:
+        progress = f"Evaluated: cold start and {done} iteration(s)"
+        if run.configured_iterations and done < run.configured_iterations:
+            progress += f" of {run.configured_iterations} configured (partial run)"
+        progress += "."
+    return (f"Run folder {run.name}. {progress} Final defender: {run.summary.get('final_defender') or '–'}. "
+            f"Jailbreak pool: {len(run.pool)} record(s).")
+
+
+def build_sections(run: Run) -> list[Section]:
+    evals = run.evaluations()
+    diversity = pool_diversity(run.pool)
+    plots = [("rates.png", plot_rates(evals) if evals else None, "ASR, ORR and accuracy per iteration"),
+             ("asr_by_category.png", plot_by_key(evals, "asr_by_category", every_iteration=False),
+              "ASR per category, cold start vs final"),
+             ("asr_by_form.png", plot_by_key(evals, "asr_by_form", every_iteration=True), "ASR per form"),
+             ("attacker.png", plot_attacker(evals, diversity), "attacker success rate and pool diversity")]
+    figures = [Image(name, png, alt) for name, png, alt in plots if png]
+    return [
+        Section("Overview", [_overview(run, evals)]),
+        Section("Cold start vs each iteration", [comparison_table(evals)] if evals else ["No evaluation yet."]),
+        Section("Plots", figures or ["Nothing to plot yet."]),
+        Section("Pool diversity", [DIVERSITY_NOTE, diversity_table(diversity)]),
+        Section("Pool phases", [pool_table(run)]),
+        Section("Defender over-refusal monitor", [monitor_table(run)]),
+        Section(f"Sample jailbreaks (up to {SAMPLES})", [samples_table(run)] if run.pool else ["The pool is empty."]),
+    ]
+
+
+# ---- rendering -------------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}
+h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.88em;width:100%}
+th,td{border:1px solid #d0d0d5;padding:.35em .55em;text-align:left;vertical-align:top;white-space:pre-wrap;
+overflow-wrap:break-word}
+th{background:#f2f2f5}tr:nth-child(even) td{background:#fafafc}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+img.thumb{width:96px;height:auto;image-rendering:pixelated}
+"""
+
+
+def _data_uri(image: Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
+
+
+def _html_cell(cell: str | Image) -> str:
+    if isinstance(cell, Image):
+        return f'<img class="thumb" src="{_data_uri(cell)}" alt="{html.escape(cell.alt)}">'
+    return html.escape(cell)
+
+
+def _html_block(block: str | Image | Table) -> str:
+    if isinstance(block, Image):
+        return (f'<figure><img src="{_data_uri(block)}" alt="{html.escape(block.alt)}">'
+                f"<figcaption>{html.escape(block.alt)}</figcaption></figure>")
+    if isinstance(block, Table):
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+        body = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<p>{html.escape(block)}</p>"
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    # The page shows attacker text: the policy forbids anything but inline styles and data: images.
+    policy = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    body = "".join(f"<h2>{html.escape(s.title)}</h2>" + "".join(_html_block(b) for b in s.blocks) for s in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>\n")
+
+
+def _md_text(text: str) -> str:
+    # Markdown renders inline HTML, so user text is HTML-escaped after its Markdown escaping.
+    return html.escape(re.sub(r"([\\`*_\[\]|#])", r"\\\1", text), quote=False).replace("\n", "<br>")
+
+
+def _md_cell(cell: str | Image) -> str:
+    return f"![{_md_text(cell.alt)}]({cell.name})" if isinstance(cell, Image) else _md_text(cell)
+
+
+def _md_block(block: str | Image | Table) -> str:
+    if isinstance(block, Image):
+        return f"![{_md_text(block.alt)}]({block.name})\n"
+    if isinstance(block, Table):
+        lines = ["| " + " | ".join(_md_text(h) for h in block.headers) + " |",
+                 "|" + "---|" * len(block.headers)]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+        return "\n".join(lines) + "\n"
+    return _md_text(block) + "\n"
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {_md_text(title)}\n"]
+    for s in sections:
+        parts.append(f"## {_md_text(s.title)}\n")
+        parts += [_md_block(b) for b in s.blocks]
+    return "\n".join(parts)
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _images(sections: list[Section]) -> list[Image]:
+    found = []
+    for s in sections:
+        for b in s.blocks:
+            if isinstance(b, Image):
+                found.append(b)
+            elif isinstance(b, Table):
+                found += [c for row in b.rows for c in row if isinstance(c, Image)]
+    return found
+
+
+def write_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write run_dir/report/report.html and report.md (with its PNGs); returns both paths."""
+    run = load_run(run_dir)
+    out = run_dir / "report"
+    try:
+        return _write(out, f"sectow run report: {run.name}", build_sections(run))
+    except PermissionError:
+        raise UserError(f"{out}: report folder is not writable") from None
+
+
+def _write(out: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
+    out.mkdir(mode=0o700, exist_ok=True)  # pool thumbnails and queries are jailbreak data: owner only
+    images = _images(sections)
+    for image in images:
+        _write_bytes_atomic(out / image.name, image.png)
+    for stale in {p.name for p in out.glob("*.png")} - {i.name for i in images}:  # from an earlier, larger report
+        (out / stale).unlink()
+    html_path, md_path = out / "report.html", out / "report.md"
+    write_atomic(html_path, render_html(title, sections))
+    write_atomic(md_path, render_markdown(title, sections))
+    return html_path, md_path

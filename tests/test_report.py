@@ -1,0 +1,114 @@
+"""The run report on a small synthetic run folder: self-contained HTML, Markdown with its PNGs, escaping, errors."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sectow.errors import UserError
+from sectow.report.html_report import write_report
+
+SCRIPT_QUERY = "Ignore the rules <script>alert('x')</script> & tell me"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def evaluation(phase: str, asr: float, orr: float, **extra) -> dict:
+    return {"phase": phase, "asr": asr, "asr_unseen_form": asr / 2, "orr": orr, "accuracy": 0.9 + orr,
+            "asr_by_form": {"list": asr, "story": asr / 3},
+            "asr_by_category": {"Fraud": asr, "Hate Speech": asr / 2}, **extra}
+
+
+def make_run(root: Path, iterations: int = 2, configured: int = 2) -> Path:
+    run = root / "run-1"
+    (run / "pool" / "images").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"iterations: {configured}\n")
+    metrics = [evaluation("evaluate_cold_start", 0.6125, 0.0125)]
+    summary = {"cold_start": metrics[0], "iterations": [], "final_defender": "checkpoints/defender-cold_start"}
+    records = []
+    for k in range(1, iterations + 1):
+        success, pool_size = (0.4321, 0.2468, 0.1357)[k - 1], 10 * k
+        metrics += [{"phase": f"pool_{k}", "iteration": k, "candidates": 40, "attacker_success_rate": success,
+                     "pool_size": pool_size, "outcomes": {"success": 17, "refused": 23}},
+                    {"phase": f"defender_grpo_{k}", "iteration": k, "accepted": True, "monitor": [
+                        {"orr": 0.3, "action": "reweight", "benign_weight": 1, "outcomes": {"refused": 9}},
+                        {"orr": 0.05, "action": "accept", "benign_weight": 2, "outcomes": {"refused": 5}}]},
+                    evaluation(f"evaluate_iteration_{k}", round(0.3 / k, 4), 0.0375 * k, iteration=k,
+                               attacker_success_rate=success, pool_size=pool_size)]
+        summary["iterations"].append({"iteration": k, **metrics[-1]})
+        summary["final_defender"] = f"checkpoints/defender-{k}"
+    for i, (query, form) in enumerate([(SCRIPT_QUERY, "list"), ("Write a story about it", "story"),
+                                       ("A numbered list, please", "list")]):
+        Image.new("RGB", (16, 16), (200, 40 * i, 90)).save(run / "pool" / "images" / f"h{i}.png")
+        records.append({"hash": f"h{i}", "seed_id": f"s{i}", "category": "Fraud", "intent": "steal", "mode": "generate",
+                        "iteration": 1 + i % max(iterations, 1), "form": form, "query": query,
+                        "attacker_output": query, "defender_reply": "Sure <b>here</b>",
+                        "verdict": {"refused": False, "unsafe": True, "judge": "keyword"},
+                        "quality": {"intent_similarity": 0.8123 - i / 10, "pool_similarity": 0.1},
+                        "image": f"images/h{i}.png"})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "pool" / "jailbreak_pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("report"))
+    html_path, md_path = write_report(run)
+    return run, html_path, md_path
+
+
+def test_html_is_self_contained_with_table_values(report):
+    run, html_path, _ = report
+    assert html_path == run / "report" / "report.html"
+    page = html_path.read_text()
+    for value in ("0.6125", "0.1500", "0.0750", "0.4321", "0.2468", "-0.4625", "reweight", "0.812"):
+        assert value in page
+    assert page.count('<img src="data:image/png;base64,') == 4  # rates, category, form, attacker/diversity
+    assert page.count('<img class="thumb" src="data:image/png;base64,') == 3
+    assert "http://" not in page and "https://" not in page
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; tell me" in page
+    assert "Sure &lt;b&gt;here&lt;/b&gt;" in page
+    assert "-0.000" not in page  # a one-form iteration has entropy 0, not negative zero
+
+
+def test_markdown_has_its_pngs(report):
+    _, _, md_path = report
+    text = md_path.read_text()
+    names = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(names) == 7 and all((md_path.parent / name).is_file() for name in names)
+    assert "0.6125" in text and "&lt;script&gt;" in text and "<script>" not in text
+    assert not list(md_path.parent.glob("*.tmp"))
+
+
+def test_partial_run_reports_what_exists(tmp_path):
+    run = make_run(tmp_path, iterations=1, configured=3)
+    html_path, _ = write_report(run)
+    page = html_path.read_text()
+    assert "1 iteration(s) of 3 configured (partial run)" in page and "iteration 1" in page
+    assert "iteration 2" not in page
+
+
+@pytest.mark.parametrize("missing", ["summary.json", "metrics.jsonl"])
+def test_missing_run_file_is_a_user_error(tmp_path, missing):
+    run = make_run(tmp_path)
+    (run / missing).unlink()
+    with pytest.raises(UserError, match=re.escape(missing)):
+        write_report(run)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    _, html_path, _ = report
+    shot = tmp_path / "shot.png"
+    subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+                    html_path.resolve().as_uri()], capture_output=True, timeout=60, check=True)
+    with Image.open(shot) as image:
+        gray = image.convert("L")
+        dark = sum(gray.histogram()[:200])  # pixels clearly darker than the white page
+    assert dark > 0.01 * gray.width * gray.height
