@@ -62,6 +62,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from sectow.doctor import run_doctor
+    from sectow.evaluation.benchmark_eval import parse_benchmark_args
+
+    return run_doctor(Path(args.config) if args.config else None, args.set, parse_benchmark_args(args.benchmark),
+                      args.judge_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sectow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
+    doctor = sub.add_parser("doctor", help="check the environment and a config before a long run")
+    doctor.add_argument("--config", help="YAML config (default: the embedded default)")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    doctor.add_argument("--benchmark", action="append", default=[], metavar="NAME=ROOT")
+    doctor.add_argument("--judge-url", help="an OpenAI-compatible judge server to reach")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

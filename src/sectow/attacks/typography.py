@@ -53,3 +53,21 @@ def figstep_image(instruction: str, size: int = 760, font_size: int = 80) -> Ima
         spacing=round(11 * scale),
     )
     return image
+
+
+# MM-SafetyBench's TYPO font is Arial; Liberation Sans has Arial's metrics, so lines break at the same
+# words; DejaVu Sans is the last TrueType fallback.
+TYPO_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/msttcorefonts/Arial.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
+
+@lru_cache(maxsize=8)
+def typo_font(size: int) -> ImageFont.FreeTypeFont:
+    """The font of MM-SafetyBench's TYPO images (or its closest installed stand-in)."""
+    for candidate in TYPO_FONT_CANDIDATES:
+        if Path(candidate).is_file():
+            return ImageFont.truetype(candidate, size, layout_engine=ImageFont.Layout.BASIC)
+    return ImageFont.load_default(size=size)

@@ -1,0 +1,244 @@
+"""`sectow doctor`: check the environment, a config and everything it names before a long run, as one
+table of ok / warn / FAIL rows. Cheap: model weights are checked by their headers, never loaded, and the
+output folder is not created."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+from typing import TextIO
+
+from sectow.config import RunConfig, load_config
+from sectow.errors import UserError
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+Check = tuple[str, str, str]
+STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+GIB = 1024 ** 3
+MIN_FREE_GIB, BIG_MODEL_FREE_GIB = 1, 20
+JUDGE_TIMEOUT_S = 5
+
+
+def check_python() -> Check:
+    return "python", OK, f"{sys.version.split()[0]} ({sys.executable})"
+
+
+def pins() -> dict:
+    """The version specifiers the installed sectow distribution declares, by package; {} when sectow
+    runs from a source tree without being installed."""
+    from packaging.requirements import Requirement
+
+    try:
+        requires = metadata.requires("sectow") or []
+    except metadata.PackageNotFoundError:
+        return {}
+    found = {}
+    for line in requires:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):  # extras are optional
+            found[requirement.name.lower()] = requirement.specifier
+    return found
+
+
+def check_packages() -> list[Check]:
+    pinned, rows = pins(), []
+    for name in STACK:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            rows.append((name, FAIL, "not installed"))
+            continue
+        spec = pinned.get(name)
+        # `contains` ignores a local label, so a CUDA build like 2.13.0+cu128 matches ==2.13.0.
+        if spec is not None and not spec.contains(version, prereleases=True):
+            rows.append((name, WARN, f"{version}, but sectow pins {spec}"))
+        else:
+            rows.append((name, OK, version))
+    return rows
+
+
+def check_gpu(config: RunConfig | None) -> Check:
+    try:
+        import torch
+    except ImportError:
+        return "gpu", WARN, "torch not installed"
+    if not torch.cuda.is_available():
+        cuda = torch.version.cuda
+        why = "torch is a CPU build" if cuda is None else f"torch built for CUDA {cuda} sees no device"
+        return "gpu", WARN, f"none visible ({why}); only the tiny default is practical on CPU"
+    devices = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+    names = ", ".join(f"{d.name} ({d.total_memory / GIB:.0f} GiB)" for d in devices)
+    no_bf16 = [d.name for d in devices if (d.major, d.minor) < (8, 0)]  # bf16 needs Ampere or newer
+    if no_bf16 and config is not None and (config.defender.bf16 or config.attacker.bf16):
+        return "gpu", WARN, f"{names}; no bf16 on {no_bf16[0]}: set defender.bf16=false attacker.bf16=false"
+    return "gpu", OK, f"{names}; bf16 {'no' if no_bf16 else 'yes'}"
+
+
+def check_vllm(config: RunConfig | None) -> Check:
+    wanted = config is not None and (config.attacker_grpo.use_vllm or config.defender_grpo.use_vllm)
+    try:
+        import vllm
+    except Exception as err:  # noqa: BLE001 - a broken vllm install raises more than ImportError
+        detail = "not installed" if isinstance(err, ModuleNotFoundError) and err.name == "vllm" else \
+            f"not importable ({err.__class__.__name__}: {err})"
+        return ("vllm", WARN, detail + "; the config sets use_vllm") if wanted else ("vllm", OK, detail + " (optional)")
+    return "vllm", OK, vllm.__version__
+
+
+def check_config(config_path: Path | None, overrides: list[str]) -> tuple[Check, RunConfig | None]:
+    try:
+        config = load_config(config_path, overrides)
+    except UserError as err:
+        return ("config", FAIL, str(err)), None
+    except (OSError, UnicodeDecodeError) as err:
+        return ("config", FAIL, f"{config_path}: unreadable ({err})"), None
+    source = str(config_path) if config_path is not None else "defaults"
+    return ("config", OK, source + (f" + {len(overrides)} override(s)" if overrides else "")), config
+
+
+def safetensors_bytes(file: Path) -> int:
+    """Tensor bytes a safetensors file declares, from its header alone; raises ValueError for a file that
+    is not safetensors or is shorter than its header says (a cut-off download)."""
+    with file.open("rb") as handle:
+        head = handle.read(8)
+        size = int.from_bytes(head, "little")
+        if len(head) < 8 or size > 100 * 1024 ** 2:
+            raise ValueError("no safetensors header")
+        header = json.loads(handle.read(size))
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if file.stat().st_size < 8 + size + end:
+        raise ValueError(f"truncated: {file.stat().st_size} bytes, the header needs {8 + size + end}")
+    return end
+
+
+def check_model(role: str, folder: Path | None) -> Check:
+    name = f"{role} model"
+    if folder is None:
+        return name, OK, "tiny default, built at run time"
+    if not folder.is_dir():
+        return name, FAIL, f"{folder}: model folder not found"
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except FileNotFoundError:
+        return name, FAIL, f"{folder}: not a model folder (no config.json)"
+    except (ValueError, AttributeError, OSError) as err:
+        return name, FAIL, f"{folder}/config.json: not a readable JSON object ({err})"
+    if not model_type:
+        return name, FAIL, f"{folder}/config.json: no model_type, transformers cannot tell the architecture"
+    index = folder / "model.safetensors.index.json"
+    try:
+        shards = sorted({folder / s for s in json.loads(index.read_text())["weight_map"].values()}) \
+            if index.is_file() else sorted(folder.glob("*.safetensors"))
+    except (ValueError, KeyError, AttributeError, OSError) as err:
+        return name, FAIL, f"{index}: unreadable shard index ({err})"
+    if not shards:
+        pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt*"))
+        found = f"; found {pickles[0]}, pickle checkpoints are not loaded" if pickles else ""
+        return name, FAIL, f"{folder}: no *.safetensors weights{found}"
+    total = 0
+    for shard in shards:
+        if not shard.is_file():
+            return name, FAIL, f"{shard}: shard named by {index.name} is missing"
+        try:
+            total += safetensors_bytes(shard)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as err:
+            return name, FAIL, f"{shard}: not a readable safetensors file ({err})"
+    # The VLM processor needs image settings and a tokenizer (see models/processor.py).
+    if not any((folder / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
+        return name, FAIL, f"{folder}: no image processor settings (processor_config.json or preprocessor_config.json)"
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return name, FAIL, f"{folder}: no tokenizer (tokenizer.json or tokenizer_config.json)"
+    return name, OK, f"{folder}: {model_type}, {len(shards)} safetensors file(s), {total / GIB:.1f} GiB"
+
+
+def check_benchmark(name: str, root: Path) -> Check:
+    from sectow.data.benchmarks import load_benchmark
+
+    try:
+        data = load_benchmark(name, root, limit=1)
+    except (UserError, OSError) as err:
+        return f"benchmark {name}", FAIL, str(err)
+    return f"benchmark {name}", OK, f"{data.found['available']} samples under {root}"
+
+
+def check_judge(url: str) -> Check:
+    if not url.startswith(("http://", "https://")):
+        return "judge", FAIL, f"{url!r} must start with http:// or https://"
+    base = url.rstrip("/")
+    endpoint = base + ("/models" if base.endswith("/v1") else "/v1/models")  # as HttpJudge builds its URL
+    try:
+        with urllib.request.urlopen(endpoint, timeout=JUDGE_TIMEOUT_S) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):  # reachable; the judge sends its key, this probe does not
+            return "judge", WARN, f"{endpoint} answered HTTP {err.code}: reachable, needs an API key"
+        return "judge", FAIL, f"{endpoint} answered HTTP {err.code} {err.reason}"
+    except (urllib.error.URLError, OSError) as err:
+        return "judge", FAIL, f"{endpoint} unreachable ({getattr(err, 'reason', err)})"
+    except ValueError:
+        return "judge", FAIL, f"{endpoint} did not answer JSON"
+    models = [m.get("id") for m in body.get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
+    return "judge", OK, f"{endpoint}: {', '.join(map(str, models)) or 'no models listed'}"
+
+
+def nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk(config: RunConfig) -> Check:
+    where = nearest_existing(config.output_dir)
+    free = shutil.disk_usage(where).free / GIB
+    detail = f"{free:.1f} GiB free at {where}"
+    if free < MIN_FREE_GIB:
+        return "disk space", FAIL, detail
+    # Each phase saves full copies of both players: with real checkpoints that is tens of GiB.
+    if free < BIG_MODEL_FREE_GIB and (config.defender.path or config.attacker.path):
+        return "disk space", WARN, detail + f"; real checkpoints want {BIG_MODEL_FREE_GIB}+"
+    return "disk space", OK, detail
+
+
+def check_output_dir(output_dir: Path) -> Check:
+    where = nearest_existing(output_dir)
+    if not where.is_dir():
+        what = "output folder" if where == output_dir.absolute() else f"{where}, a parent of the output folder,"
+        return "output dir", FAIL, f"{output_dir}: {what} is an existing file"
+    try:
+        # A real file, not os.access: that says yes to root even on read-only mounts.
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as err:
+        return "output dir", FAIL, f"{where}: not writable ({err.strerror})"
+    return "output dir", OK, str(output_dir) + ("" if where == output_dir.absolute() else f" (created under {where})")
+
+
+def print_table(rows: list[Check], out: TextIO) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'check':<{width}}  {'status':<6}  detail", file=out)
+    for name, status, detail in rows:
+        print(f"{name:<{width}}  {status:<6}  {detail}", file=out)
+
+
+def run_doctor(config_path: Path | None, overrides: list[str], benchmarks: dict[str, Path] | None = None,
+               judge_url: str | None = None, out: TextIO | None = None) -> int:
+    """Run every check, print the table to `out` (None: sys.stdout at call time, so a replaced stdout is
+    honoured), return 1 if any check failed, else 0."""
+    config_row, config = check_config(config_path, overrides)
+    rows = [check_python(), *check_packages(), check_gpu(config), check_vllm(config), config_row]
+    if config is not None:  # the rest of the config's checks need a valid config; its FAIL row says why
+        rows += [check_model("defender", config.defender.path), check_model("attacker", config.attacker.path)]
+    rows += [check_benchmark(name, Path(root)) for name, root in (benchmarks or {}).items()]
+    if judge_url:
+        rows.append(check_judge(judge_url))
+    if config is not None:
+        rows += [check_disk(config), check_output_dir(config.output_dir)]
+    print_table(rows, out or sys.stdout)
+    return int(any(status == FAIL for _, status, _ in rows))
