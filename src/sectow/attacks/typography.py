@@ -23,9 +23,10 @@ FONT_CANDIDATES = (
 )
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    for candidate in FONT_CANDIDATES:
+@lru_cache(maxsize=16)
+def first_font(candidates: tuple[str, ...], size: int) -> ImageFont.FreeTypeFont:
+    """The first installed font of `candidates`, else Pillow's bundled one."""
+    for candidate in candidates:
         if Path(candidate).is_file():
             # BASIC layout: raqm fails on some byte sequences a sampled attacker can emit.
             return ImageFont.truetype(candidate, size, layout_engine=ImageFont.Layout.BASIC)
@@ -49,7 +50,7 @@ def figstep_image(instruction: str, size: int = 760, font_size: int = 80) -> Ima
         (round(20 * scale), round(10 * scale)),
         figstep_text(instruction),
         fill="#000000",
-        font=_font(max(6, round(font_size * scale))),
+        font=first_font(FONT_CANDIDATES, max(6, round(font_size * scale))),
         spacing=round(11 * scale),
     )
     return image
@@ -64,10 +65,6 @@ TYPO_FONT_CANDIDATES = (
 )
 
 
-@lru_cache(maxsize=8)
 def typo_font(size: int) -> ImageFont.FreeTypeFont:
     """The font of MM-SafetyBench's TYPO images (or its closest installed stand-in)."""
-    for candidate in TYPO_FONT_CANDIDATES:
-        if Path(candidate).is_file():
-            return ImageFont.truetype(candidate, size, layout_engine=ImageFont.Layout.BASIC)
-    return ImageFont.load_default(size=size)
+    return first_font(TYPO_FONT_CANDIDATES, size)
