@@ -22,6 +22,7 @@ def print_table(summary: dict) -> None:
 
 
 def cmd_run(args) -> int:
+    from sectow import ranks
     from sectow.config import load_config
     from sectow.run_folder import new_run_folder
     from sectow.tug_of_war import TugOfWar
@@ -35,11 +36,15 @@ def cmd_run(args) -> int:
         config = load_config(folder / "config.yaml")
     else:
         config = load_config(Path(args.config) if args.config else None, args.set)
-        folder = new_run_folder(config.output_dir, config.name)
-    print(f"run folder: {folder}", flush=True)
+        folder = ranks.share(new_run_folder(config.output_dir, config.name) if ranks.is_main() else None)
+    if ranks.is_main():
+        print(f"run folder: {folder}", flush=True)
+    else:
+        logging.getLogger("sectow").setLevel(logging.WARNING)  # progress is told once, by the main process
     summary = TugOfWar(config, folder).run()
-    print_table(summary)
-    print(f"summary: {folder / 'summary.json'}")
+    if ranks.is_main():
+        print_table(summary)
+        print(f"summary: {folder / 'summary.json'}")
     return 0
 
 

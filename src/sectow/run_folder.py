@@ -50,9 +50,8 @@ class RunRecord:
         self.completed: list[str] = []
         if self.state_file.is_file():
             self.completed = json.loads(self.state_file.read_text())["completed"]
-        self._drop_unfinished_metrics()
 
-    def _drop_unfinished_metrics(self) -> None:
+    def drop_unfinished_metrics(self) -> None:
         """A phase killed after logging but before completing would log again on resume."""
         if not self.metrics_file.is_file():
             return
@@ -71,6 +70,11 @@ class RunRecord:
                 os.fsync(out.fileno())
         self.completed.append(phase)
         write_atomic(self.state_file, json.dumps({"completed": self.completed}, indent=1))
+
+    def completed_elsewhere(self, phase: str) -> None:
+        """Another process (the main one) recorded `phase`: keep this process's view in step."""
+        if phase not in self.completed:
+            self.completed.append(phase)
 
     def metrics(self) -> list[dict]:
         if not self.metrics_file.is_file():

@@ -1,7 +1,8 @@
 """SecTOW's schedule (METHOD.md): cold start of both players, then for k = 1..K: attacker GRPO
 against the frozen defender -> generate and filter a jailbreak pool -> defender GRPO on the pool and
 general data, with over-refusal monitoring -> evaluation. Every phase is recorded in the run folder
-and skipped on resume once complete."""
+and skipped on resume once complete. Under several processes, trainers run on all of them and the
+loop's own steps on the main one (`ranks`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from sectow import ranks
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM
 from sectow.config import RunConfig, config_to_yaml
 from sectow.data.miniature import World, build_world, corpus, jailbreak_variants, ImageWriter
@@ -68,12 +70,15 @@ class TugOfWar:
     def __init__(self, config: RunConfig, folder: Path):
         self.config, self.folder = config, folder
         self.record = RunRecord(folder)
+        if ranks.is_main():
+            self.record.drop_unfinished_metrics()
+        ranks.wait()
         self.judge = RefusalJudge(config.evaluation.judge)
         self.checkpoints = folder / "checkpoints"
         self.checkpoints.mkdir(exist_ok=True, mode=0o700)
         self.pool = JailbreakPool(folder / "pool")
         self._encoder: SentenceEncoder | None = None
-        if not (folder / "config.yaml").exists():
+        if ranks.is_main() and not (folder / "config.yaml").exists():
             write_atomic(folder / "config.yaml", config_to_yaml(config))
 
     @property
@@ -88,7 +93,8 @@ class TugOfWar:
 
     # ---- the schedule -------------------------------------------------------------------------
     def run(self) -> dict:
-        world = load_world(self.config, self.folder / "world")
+        with ranks.state().main_process_first():  # the main process writes the world's images
+            world = load_world(self.config, self.folder / "world")
         players = self.cold_start(world)
         self.evaluate("cold_start", players.defender, world, extra={})
         for k in range(1, self.config.iterations + 1):
@@ -96,7 +102,10 @@ class TugOfWar:
             pool_stats = self.pool_phase(k, players, world)
             players.defender = self.defender_phase(k, players, world)
             self.evaluate(f"iteration_{k}", players.defender, world, extra={"iteration": k, **pool_stats})
-        return self.write_summary()
+        if ranks.is_main():
+            self.write_summary()
+        ranks.wait()
+        return json.loads((self.folder / "summary.json").read_text())
 
     def cold_start(self, world: World) -> Players:
         config = self.config
@@ -106,12 +115,13 @@ class TugOfWar:
                 base[role] = settings.path
             else:
                 base[role] = self.checkpoints / f"{role}-initial"
-                if not base[role].exists():
+                if ranks.is_main() and not base[role].exists():
                     tmp = base[role].with_name(base[role].name + ".tmp")
                     shutil.rmtree(tmp, ignore_errors=True)
                     build_tiny_model(tmp, corpus(), seed=config.seed + seed, hidden_size=settings.hidden_size,
                                      layers=settings.layers)
                     tmp.rename(base[role])
+        ranks.wait()
         if not config.cold_start:
             return Players(base["defender"], base["attacker"])
         players = Players(self.checkpoints / "defender-cold_start", self.checkpoints / "attacker-cold_start")
@@ -130,8 +140,7 @@ class TugOfWar:
         supervised_finetune(model, processor, rows, self.folder / "trainer" / phase, steps=settings.steps,
                             learning_rate=settings.learning_rate, batch_size=settings.batch_size,
                             seed=self.phase_seed(phase), bf16=policy.bf16)
-        save_policy(merged(model), processor, target)
-        self.record.complete(phase, {"rows": len(rows), "steps": settings.steps})
+        self._finish(phase, {"rows": len(rows), "steps": settings.steps}, merged(model), processor, target)
 
     def attacker_phase(self, k: int, players: Players, world: World) -> Path:
         phase, target = f"attacker_grpo_{k}", self.checkpoints / f"attacker-{k}"
@@ -147,10 +156,11 @@ class TugOfWar:
                             self.folder / "trainer" / phase, config.attacker_grpo,
                             max_completion_length=config.attacker.max_new_tokens, seed=self.phase_seed(phase),
                             bf16=config.attacker.bf16)
-        save_policy(merged(attacker), attacker_processor, target)
-        total = sum(reward.outcomes[o] for o in ("success", "refused", "low_quality", "malformed")) or 1
-        self.record.complete(phase, {"iteration": k, "rollout_engine": engine, "outcomes": dict(reward.outcomes),
-                                     "train_success_rate": round(reward.outcomes["success"] / total, 4)})
+        outcomes = ranks.summed(reward.outcomes)
+        total = sum(outcomes[o] for o in ("success", "refused", "low_quality", "malformed")) or 1
+        self._finish(phase, {"iteration": k, "rollout_engine": engine, "outcomes": dict(outcomes),
+                             "train_success_rate": round(outcomes["success"] / total, 4)},
+                     merged(attacker), attacker_processor, target)
         return target
 
     def _attack_outcome(self, defender, defender_processor, k: int) -> AttackOutcome:
@@ -177,8 +187,16 @@ class TugOfWar:
 
     def pool_phase(self, k: int, players: Players, world: World) -> dict:
         phase = f"pool_{k}"
-        if self.record.done(phase):
-            return {key: value for key, value in self._metrics_of(phase).items() if key in ("attacker_success_rate", "pool_size")}
+        if not self.record.done(phase):
+            if ranks.is_main():
+                self._generate_pool(k, players, world)
+            self.record.completed_elsewhere(phase)
+            ranks.wait()
+        return {key: value for key, value in self._metrics_of(phase).items()
+                if key in ("attacker_success_rate", "pool_size")}
+
+    def _generate_pool(self, k: int, players: Players, world: World) -> None:
+        phase = f"pool_{k}"
         config = self.config
         defender, defender_processor = load_policy(players.defender, config.defender)
         attacker, attacker_processor = load_policy(players.attacker, config.attacker)
@@ -218,7 +236,6 @@ class TugOfWar:
                  "attacker_success_rate": round(len(records) / max(1, len(outputs)), 4),
                  "pool_size": len(self.pool.records())}
         self.record.complete(phase, stats)
-        return {"attacker_success_rate": stats["attacker_success_rate"], "pool_size": stats["pool_size"]}
 
     def defender_phase(self, k: int, players: Players, world: World) -> Path:
         phase, target = f"defender_grpo_{k}", self.checkpoints / f"defender-{k}"
@@ -237,20 +254,22 @@ class TugOfWar:
                        max_completion_length=config.defender.max_new_tokens,
                        seed=self.phase_seed(phase) + benign_weight, bf16=config.defender.bf16)
             defender = merged(defender)
-            monitor = evaluate_defender(defender, processor, [], world.benign_held_out, self.judge,
+            orr = None
+            if ranks.is_main():
+                orr = evaluate_defender(defender, processor, [], world.benign_held_out, self.judge,
                                         batch_size=config.evaluation.batch_size,
-                                        max_new_tokens=config.evaluation.max_new_tokens)
-            action = over_refusal_action(monitor["orr"], config.monitors)
-            decisions.append({"orr": monitor["orr"], "action": action, "benign_weight": benign_weight,
-                              "outcomes": dict(reward.outcomes)})
+                                        max_new_tokens=config.evaluation.max_new_tokens)["orr"]
+            orr = ranks.share(orr)
+            action = over_refusal_action(orr, config.monitors)
+            decisions.append({"orr": orr, "action": action, "benign_weight": benign_weight,
+                              "outcomes": dict(ranks.summed(reward.outcomes))})
             if action == "reweight" and benign_weight == 1:
                 benign_weight = 2
                 continue
             break
         accepted = action == "accept"
-        if accepted:
-            save_policy(defender, processor, target)
-        self.record.complete(phase, {"iteration": k, "monitor": decisions, "accepted": accepted})
+        self._finish(phase, {"iteration": k, "monitor": decisions, "accepted": accepted},
+                     *((defender, processor, target) if accepted else (None, None, None)))
         return target if accepted else players.defender
 
     def _defender_rows(self, world: World, k: int, benign_weight: int) -> list[dict]:
@@ -267,6 +286,10 @@ class TugOfWar:
         phase = f"evaluate_{phase_name}"
         if self.record.done(phase):
             return
+        if not ranks.is_main():
+            self.record.completed_elsewhere(phase)
+            ranks.wait()
+            return
         defender, processor = load_policy(defender_path, self.config.defender)
         metrics = evaluate_defender(defender, processor, world.jailbreaks_held_out, world.benign_held_out, self.judge,
                                     batch_size=self.config.evaluation.batch_size,
@@ -274,6 +297,17 @@ class TugOfWar:
         self.record.complete(phase, {**extra, "defender": str(defender_path.relative_to(self.folder))
                                      if defender_path.is_relative_to(self.folder) else str(defender_path), **metrics})
         self.write_summary()
+        ranks.wait()
+
+    def _finish(self, phase: str, metrics: dict, model=None, processor=None, target: Path | None = None) -> None:
+        """Save the phase's checkpoint and record it complete, once; every process waits for it."""
+        if ranks.is_main():
+            if model is not None:
+                save_policy(model, processor, target)
+            self.record.complete(phase, metrics)
+        else:
+            self.record.completed_elsewhere(phase)
+        ranks.wait()
 
     def _metrics_of(self, phase: str) -> dict:
         return next((m for m in self.record.metrics() if m["phase"] == phase), {})
