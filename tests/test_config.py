@@ -19,6 +19,7 @@ def test_defaults_validate_and_round_trip(tmp_path):
     ({"defender_grpo": {"learning_rate": 0}}, "defender_grpo.learning_rate"),
     ({"seed": "abc"}, "seed: Input should be a valid integer"),
     ({"monitors": {"orr_action": "panic"}}, "monitors.orr_action"),
+    ({"name": "../elsewhere"}, "name: String should match pattern"),
 ])
 def test_bad_keys_name_the_key(raw, message):
     with pytest.raises(UserError, match=None) as err:

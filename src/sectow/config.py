@@ -96,7 +96,8 @@ class EvaluationSettings(Section):
 
 
 class RunConfig(Section):
-    name: str = Field("default", min_length=1, description="run name; the folder is runs/<name>-<time>")
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="run name (letters, digits, . _ -); the folder is <output_dir>/<name>-<time>")
     output_dir: Path = Field(Path("runs"), description="where run folders go")
     seed: int = Field(0, description="master seed (each phase derives its own)")
     iterations: int = Field(3, gt=0, description="K: tug-of-war iterations")

@@ -171,8 +171,8 @@ class TugOfWar:
                              self.config.evaluation.batch_size)
 
     def _attacker_prompts(self, world: World, defender, defender_processor, k: int) -> list[dict]:
-        """Generate prompts from harmful seeds, and refine prompts from existing jailbreak data
-        (templated jailbreaks and the pool so far) with the defender's actual reply."""
+        """Generate prompts from every harmful seed, and refine prompts from existing jailbreak data
+        (a templated jailbreak of a share of the seeds) with the current defender's actual reply."""
         rng = random.Random(self.phase_seed(f"attacker_prompts_{k}"))
         seeds = world.harmful_train
         refine_count = round(len(seeds) * self.config.pool.refine_share)
@@ -201,8 +201,7 @@ class TugOfWar:
         defender, defender_processor = load_policy(players.defender, config.defender)
         attacker, attacker_processor = load_policy(players.attacker, config.attacker)
         attack = self._attack_outcome(defender, defender_processor, k)
-        prompt_rows = [row for _ in range(config.pool.samples_per_seed)
-                       for row in self._attacker_prompts(world, defender, defender_processor, k)]
+        prompt_rows = self._attacker_prompts(world, defender, defender_processor, k) * config.pool.samples_per_seed
         outputs = generate(attacker, attacker_processor,
                            [(row["prompt"][0]["content"], row["seed_image"]) for row in prompt_rows],
                            max_new_tokens=config.attacker.max_new_tokens, batch_size=config.evaluation.batch_size,
@@ -223,6 +222,7 @@ class TugOfWar:
                       "quality": {"intent_similarity": round(result["quality"].intent_similarity, 4),
                                   "pool_similarity": round(result["quality"].pool_similarity, 4)}}
             record["hash"] = record_hash(record)
+            # Near-duplicates were judged against earlier rounds' pool; within a round, exact copies go.
             if any(r["hash"] == record["hash"] for r in records):
                 reasons["duplicate_in_batch"] = reasons.get("duplicate_in_batch", 0) + 1
                 continue
@@ -230,7 +230,6 @@ class TugOfWar:
             image.save(self.pool.folder / image_name)
             record["image"] = image_name
             records.append(record)
-            attack.monitor.add_to_pool([query])  # later samples of this round are checked against it too
         self.pool.write_iteration(k, records)
         stats = {"iteration": k, "candidates": len(outputs), "outcomes": reasons,
                  "attacker_success_rate": round(len(records) / max(1, len(outputs)), 4),
