@@ -19,7 +19,7 @@ from sectow import ranks
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM
 from sectow.config import RunConfig, config_to_yaml
 from sectow.data.miniature import World, build_world, corpus, jailbreak_variants, ImageWriter
-from sectow.data.schema import read_samples
+from sectow.data.schema import read_samples, save_image
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.judges.refusal import RefusalJudge
@@ -227,7 +227,7 @@ class TugOfWar:
                 reasons["duplicate_in_batch"] = reasons.get("duplicate_in_batch", 0) + 1
                 continue
             image_name = f"images/{record['hash']}.png"
-            image.save(self.pool.folder / image_name)
+            save_image(image, self.pool.folder / image_name)
             record["image"] = image_name
             records.append(record)
         self.pool.write_iteration(k, records)

@@ -3,14 +3,13 @@ attacks (shared/benchmarks.md 1.2, 2.3), for evaluation and as attacker seeds.""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from sectow.attacks.typography import FIGSTEP_QUERY, figstep_image, typo_font
-from sectow.data.schema import Sample, load_image, resolve_inside
+from sectow.data.schema import Sample, load_image, resolve_inside, save_image
 from sectow.errors import UserError
 
 MMSAFETY_VARIANTS = ("SD", "SD_TYPO", "TYPO")
@@ -69,10 +68,7 @@ def _save(image: Image.Image, out_dir: Path, name: str, where: str, image_format
     """Write an image under out_dir atomically (temp name, then rename) so a crash leaves no half file."""
     path = resolve_inside(out_dir, name, where)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format=image_format)
-    os.replace(tmp, path)
-    return str(path)
+    return save_image(image, path, image_format)
 
 
 def figstep_attack(samples: list[Sample], out_dir: Path, size: int = 760) -> list[Sample]:

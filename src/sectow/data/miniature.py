@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM, render
-from sectow.data.schema import Sample
+from sectow.data.schema import Sample, save_image
 
 REFUSAL_REPLY = "I'm sorry, but I can't help with that."
 # The miniature's stand-in for compliance: a placeholder, never real content.
@@ -111,11 +111,7 @@ class ImageWriter:
 
     def save(self, name: str, image: Image.Image) -> str:
         path = self.folder / f"{name}.png"
-        if not path.exists():
-            tmp = path.with_name(path.name + ".tmp")
-            image.save(tmp, format="PNG")
-            tmp.replace(path)
-        return str(path)
+        return str(path) if path.exists() else save_image(image, path)
 
 
 def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int] = (120, 60),

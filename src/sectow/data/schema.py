@@ -59,6 +59,14 @@ def load_image(path: str | Path) -> Image.Image:
         raise UserError(f"{path}: unreadable image ({err.__class__.__name__}: {err})") from None
 
 
+def save_image(image: Image.Image, path: Path, image_format: str = "PNG") -> str:
+    """Write an image under a temporary name, then rename it into place: a crash leaves no half file."""
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format=image_format)
+    tmp.replace(path)
+    return str(path)
+
+
 def resolve_inside(root: Path, relative: str, where: str) -> Path:
     """Join `relative` onto `root`, refusing paths that escape it (../, absolute, symlinks out)."""
     root = root.resolve()
