@@ -28,12 +28,12 @@ from sectow.evaluation.answer_parsing import parse_mmmu_choice, parse_mmmu_pro_c
 
 def write_image(path: Path, color: str = "red") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (4, 4), color).save(path)
+    Image.new("RGB", (8, 8), color).save(path)
 
 
 def image_bytes(color: str, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (4, 4), color).save(buffer, format=fmt)
+    Image.new("RGB", (8, 8), color).save(buffer, format=fmt)
     return buffer.getvalue()
 
 
@@ -226,7 +226,7 @@ def test_loader(name, roots, cache):
         assert sample.query
         if has_image:
             assert Path(sample.image).is_absolute() and Path(sample.image).is_file()
-            assert load_image(sample.image).size == (4, 4)
+            assert load_image(sample.image).size == (8, 8)
         else:
             assert sample.image is None
         if loader.kind == "safety":

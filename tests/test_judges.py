@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 
@@ -365,6 +366,66 @@ def test_http_bad_replies_are_errors_never_safe(server, tmp_path, monkeypatch, s
         http_judge(server, cache_path=cache).judge(PAIRS[0][:1], PAIRS[1][:1])
     assert "sk-very-secret" not in str(err.value)  # the 400 body echoes the Authorization header
     assert len(server.requests) == 1 and not cache.read_text()  # no retry, no redirect followed, nothing cached
+
+
+def test_http_backoff_doubles_and_retry_after_wins(server, monkeypatch):
+    slept = []  # the judge's own clock only: the server's sleep must stay real
+    monkeypatch.setattr("sectow.judges.http.time", SimpleNamespace(sleep=slept.append, time=time.time))
+    server.script = [500, ("sleep", 0.5), 503, (429, "7")]
+    http_judge(server, backoff_s=0.25, timeout_s=0.2).judge(PAIRS[0][:1], PAIRS[1][:1])
+    assert slept == [0.25, 0.5, 1.0, 7.0] and len(server.requests) == 5
+
+
+@pytest.mark.parametrize("script, last", [
+    ([(429, "0")] * 3, "HTTP 429 Too Many Requests"),
+    ([("sleep", 0.5)] * 3, "timed out"),
+])
+def test_http_rate_limits_and_timeouts_end_in_a_clear_error(server, tmp_path, script, last):
+    cache = tmp_path / "cache.jsonl"
+    server.script = [None, *script]  # the first pair is judged and cached, then the server fails for good
+    with pytest.raises(UserError, match=rf"{server.url}/v1/chat/completions failed 3 times; last: .*{last}"):
+        http_judge(server, max_retries=2, timeout_s=0.2, cache_path=cache).judge(*PAIRS)
+    assert [json.loads(line)["unsafe"] for line in cache.read_text().splitlines()] == [False]
+
+
+@pytest.mark.parametrize("value, seconds", [("3", 3.0), ("-1", 0.0), ("soon", None), (None, None),
+                                            ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])  # a date in the past
+def test_retry_after_header(value, seconds):
+    from sectow.judges.http import _retry_after
+
+    assert _retry_after(value) == seconds
+
+
+def test_http_null_content_is_malformed_not_safe(server):
+    server.script = [("raw", b'{"choices": [{"message": {"content": null}}]}')]
+    with pytest.raises(UserError, match="malformed reply .content is NoneType"):
+        http_judge(server).judge(PAIRS[0][:1], PAIRS[1][:1])
+
+
+def test_api_key_reaches_the_server_and_nothing_else(server, tmp_path, monkeypatch, capsys, caplog):
+    """`sectow eval` with the HTTP judge and a key in the environment: the key is sent, and appears in no
+    file of the output folder, no printed line and no log record."""
+    from test_benchmarks import make_figstep
+
+    from sectow.data.miniature import corpus
+    from sectow.evaluation.benchmark_eval import evaluate_model
+    from sectow.models.tiny import build_tiny_model
+
+    key = "sk-sectow-test-3f9a1c7e"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    make_figstep(tmp_path / "figstep")
+    model = build_tiny_model(tmp_path / "model", corpus(), seed=0)
+    out = tmp_path / "eval"
+    caplog.set_level("DEBUG")
+    evaluate_model(model, {"figstep_tiny": tmp_path / "figstep"}, out, judge="http", limit=2, max_new_tokens=2,
+                   judge_options={"base_url": server.url, "model": "guard", "cache_path": out / "judge-cache.jsonl"})
+    assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {key}"}
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert {f.name for f in files} >= {"eval.json", "eval.md", "responses.jsonl", "judge-cache.jsonl"}
+    for f in files:
+        assert key.encode() not in f.read_bytes(), f
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err + caplog.text
 
 
 # --- composition --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The tiny default and the loading path every model folder takes."""
 
 import re
+import shutil
 
 import pytest
 import torch
@@ -54,15 +55,41 @@ def test_lora_stays_in_the_language_model(tiny):
     assert not any("lora" in name for name, _ in plain.named_modules())
 
 
+CONFIG = '{"model_type": "qwen2_5_vl"}'
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: None, "model folder not found"),
     (lambda p: p.mkdir(), "no config.json"),
-    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "no *.safetensors weights"),
-    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}"), (p / "pytorch_model.bin").write_bytes(b"x")),
-     "pickle checkpoints are not loaded"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text("{}")), "no model_type"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text(CONFIG)), "no model weights (model.safetensors or"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text(CONFIG), (p / "adapter_model.safetensors").write_bytes(b"x")),
+     "no model weights"),  # a name from_pretrained does not load
+    (lambda p: (p.mkdir(), (p / "config.json").write_text(CONFIG), (p / "pytorch_model.bin").write_bytes(b"x")),
+     "found pytorch_model.bin, a pickle checkpoint: pickle checkpoints are not loaded"),
 ])
 def test_bad_model_folders(tmp_path, make, message):
     folder = tmp_path / "m"
     make(folder)
     with pytest.raises(UserError, match=re.escape(message)):
         load_policy(folder, PolicySettings())
+
+
+@pytest.fixture(scope="module")
+def pickled(tiny, tmp_path_factory):
+    """The tiny model with its weights as a pickle checkpoint (pytorch_model.bin) instead of safetensors."""
+    folder = tmp_path_factory.mktemp("pickled") / "model"
+    shutil.copytree(tiny, folder)
+    model, _ = load_policy(tiny, PolicySettings())
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def test_pickle_weights_load_only_with_the_flag(tiny, pickled):
+    with pytest.raises(UserError, match=re.escape(f"{pickled}: no *.safetensors weights; found pytorch_model.bin")):
+        load_policy(pickled, PolicySettings())
+    model, _ = load_policy(pickled, PolicySettings(allow_pickle=True))
+    reference, _ = load_policy(tiny, PolicySettings(allow_pickle=True))  # safetensors still preferred and loaded
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -1,5 +1,7 @@
 import json
+import warnings
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -64,8 +66,52 @@ def test_unreadable_images(tmp_path, content):
         load_image(path)
 
 
-def test_cmyk_and_16_bit_images_become_rgb(tmp_path):
-    Image.new("CMYK", (8, 8)).save(tmp_path / "c.jpg")
-    Image.new("I;16", (8, 8)).save(tmp_path / "g.png")
-    assert load_image(tmp_path / "c.jpg").mode == "RGB"
-    assert load_image(tmp_path / "g.png").mode == "RGB"
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_cmyk_images_become_the_right_rgb(tmp_path, suffix):
+    path = tmp_path / f"c{suffix}"
+    image = Image.new("CMYK", (16, 8), (0, 255, 255, 0))  # red on the left half, 50% grey on the right
+    image.paste((0, 0, 0, 128), (8, 0, 16, 8))
+    image.save(path)
+    loaded = np.asarray(load_image(path), dtype=int)
+    assert loaded.shape == (8, 16, 3)
+    tolerance = 8 if suffix == ".jpg" else 0  # JPEG is lossy
+    assert np.abs(loaded[4, 2] - (255, 0, 0)).max() <= tolerance
+    assert np.abs(loaded[4, 13] - (127, 127, 127)).max() <= tolerance
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_16_bit_grey_is_scaled_not_clipped(tmp_path, mode):
+    levels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 4 * 257  # 0, 1028, ... 64764 -> 0, 4, ... 252
+    if mode == "I":  # a 32-bit integer image holding 16-bit values (TIFF; older Pillow opens 16-bit PNG so)
+        Image.fromarray(levels.astype(np.int32)).save(tmp_path / "g.tif")
+        path = tmp_path / "g.tif"
+    else:
+        image = Image.frombytes(mode, (8, 8), levels.astype("<u2" if mode == "I;16" else ">u2").tobytes())
+        path = tmp_path / ("g.png" if mode == "I;16" else "g.tif")
+        image.save(path)
+    assert Image.open(path).mode == mode
+    loaded = np.asarray(load_image(path))
+    assert loaded.dtype == np.uint8 and loaded.shape == (8, 8, 3)
+    assert (loaded[..., 0] == levels // 257).all() and (loaded[..., 0] == loaded[..., 2]).all()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 64), (64, 7), (2010, 10)])
+def test_tiny_or_extreme_aspect_images_are_refused(tmp_path, size):
+    Image.new("RGB", size).save(tmp_path / "x.png")
+    with pytest.raises(UserError, match=rf"x.png: image is {size[0]}x{size[1]} pixels"):
+        load_image(tmp_path / "x.png")
+
+
+def test_edge_sizes_are_accepted(tmp_path):
+    for size in [(8, 8), (2000, 10)]:
+        Image.new("RGB", size).save(tmp_path / "x.png")
+        assert load_image(tmp_path / "x.png").size == size
+
+
+@pytest.mark.parametrize("side", [8193, 12000])  # PIL itself only warns below twice its limit
+def test_decompression_bombs_are_refused(tmp_path, side):
+    Image.new("1", (side, side)).save(tmp_path / "bomb.png")  # a few KiB on disk
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even a warning may reach stderr
+        with pytest.raises(UserError, match="bomb.png: refused as a possible decompression bomb"):
+            load_image(tmp_path / "bomb.png")

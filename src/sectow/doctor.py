@@ -7,20 +7,20 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
-from sectow.config import RunConfig, load_config
+from sectow import preflight
+from sectow.config import PolicySettings, RunConfig, load_config
 from sectow.errors import UserError
+from sectow.models.folder import GIB, check_model_folder
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 Check = tuple[str, str, str]
 STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
-GIB = 1024 ** 3
 MIN_FREE_GIB, BIG_MODEL_FREE_GIB = 1, 20
 JUDGE_TIMEOUT_S = 5
 
@@ -102,59 +102,15 @@ def check_config(config_path: Path | None, overrides: list[str]) -> tuple[Check,
     return ("config", OK, source + (f" + {len(overrides)} override(s)" if overrides else "")), config
 
 
-def safetensors_bytes(file: Path) -> int:
-    """Tensor bytes a safetensors file declares, from its header alone; raises ValueError for a file that
-    is not safetensors or is shorter than its header says (a cut-off download)."""
-    with file.open("rb") as handle:
-        head = handle.read(8)
-        size = int.from_bytes(head, "little")
-        if len(head) < 8 or size > 100 * 1024 ** 2:
-            raise ValueError("no safetensors header")
-        header = json.loads(handle.read(size))
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    if file.stat().st_size < 8 + size + end:
-        raise ValueError(f"truncated: {file.stat().st_size} bytes, the header needs {8 + size + end}")
-    return end
-
-
-def check_model(role: str, folder: Path | None) -> Check:
+def check_model(role: str, settings: PolicySettings) -> Check:
     name = f"{role} model"
-    if folder is None:
+    if settings.path is None:
         return name, OK, "tiny default, built at run time"
-    if not folder.is_dir():
-        return name, FAIL, f"{folder}: model folder not found"
     try:
-        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except FileNotFoundError:
-        return name, FAIL, f"{folder}: not a model folder (no config.json)"
-    except (ValueError, AttributeError, OSError) as err:
-        return name, FAIL, f"{folder}/config.json: not a readable JSON object ({err})"
-    if not model_type:
-        return name, FAIL, f"{folder}/config.json: no model_type, transformers cannot tell the architecture"
-    index = folder / "model.safetensors.index.json"
-    try:
-        shards = sorted({folder / s for s in json.loads(index.read_text())["weight_map"].values()}) \
-            if index.is_file() else sorted(folder.glob("*.safetensors"))
-    except (ValueError, KeyError, AttributeError, OSError) as err:
-        return name, FAIL, f"{index}: unreadable shard index ({err})"
-    if not shards:
-        pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt*"))
-        found = f"; found {pickles[0]}, pickle checkpoints are not loaded" if pickles else ""
-        return name, FAIL, f"{folder}: no *.safetensors weights{found}"
-    total = 0
-    for shard in shards:
-        if not shard.is_file():
-            return name, FAIL, f"{shard}: shard named by {index.name} is missing"
-        try:
-            total += safetensors_bytes(shard)
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as err:
-            return name, FAIL, f"{shard}: not a readable safetensors file ({err})"
-    # The VLM processor needs image settings and a tokenizer (see models/processor.py).
-    if not any((folder / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
-        return name, FAIL, f"{folder}: no image processor settings (processor_config.json or preprocessor_config.json)"
-    if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        return name, FAIL, f"{folder}: no tokenizer (tokenizer.json or tokenizer_config.json)"
-    return name, OK, f"{folder}: {model_type}, {len(shards)} safetensors file(s), {total / GIB:.1f} GiB"
+        return name, OK, f"{settings.path}: " + check_model_folder(settings.path, settings.allow_pickle,
+                                                                   flag=f"{role}.allow_pickle")
+    except UserError as err:
+        return name, FAIL, str(err)
 
 
 def check_benchmark(name: str, root: Path) -> Check:
@@ -187,15 +143,8 @@ def check_judge(url: str) -> Check:
     return "judge", OK, f"{endpoint}: {', '.join(map(str, models)) or 'no models listed'}"
 
 
-def nearest_existing(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def check_disk(config: RunConfig) -> Check:
-    where = nearest_existing(config.output_dir)
+    where = preflight.nearest_existing(config.output_dir)
     free = shutil.disk_usage(where).free / GIB
     detail = f"{free:.1f} GiB free at {where}"
     if free < MIN_FREE_GIB:
@@ -207,16 +156,10 @@ def check_disk(config: RunConfig) -> Check:
 
 
 def check_output_dir(output_dir: Path) -> Check:
-    where = nearest_existing(output_dir)
-    if not where.is_dir():
-        what = "output folder" if where == output_dir.absolute() else f"{where}, a parent of the output folder,"
-        return "output dir", FAIL, f"{output_dir}: {what} is an existing file"
     try:
-        # A real file, not os.access: that says yes to root even on read-only mounts.
-        with tempfile.TemporaryFile(dir=where):
-            pass
-    except OSError as err:
-        return "output dir", FAIL, f"{where}: not writable ({err.strerror})"
+        where = preflight.check_output_dir(output_dir)
+    except UserError as err:
+        return "output dir", FAIL, str(err)
     return "output dir", OK, str(output_dir) + ("" if where == output_dir.absolute() else f" (created under {where})")
 
 
@@ -234,7 +177,7 @@ def run_doctor(config_path: Path | None, overrides: list[str], benchmarks: dict[
     config_row, config = check_config(config_path, overrides)
     rows = [check_python(), *check_packages(), check_gpu(config), check_vllm(config), config_row]
     if config is not None:  # the rest of the config's checks need a valid config; its FAIL row says why
-        rows += [check_model("defender", config.defender.path), check_model("attacker", config.attacker.path)]
+        rows += [check_model("defender", config.defender), check_model("attacker", config.attacker)]
     rows += [check_benchmark(name, Path(root)) for name, root in (benchmarks or {}).items()]
     if judge_url:
         rows.append(check_judge(judge_url))

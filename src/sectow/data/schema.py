@@ -10,17 +10,22 @@ file's folder. Only id, query and label are required.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import Image
 
+from sectow.atomic import replacing
 from sectow.errors import UserError
 
 Label = Literal["harmful", "benign"]
 LABELS = ("harmful", "benign")
 MAX_IMAGE_PIXELS = 8192 * 8192  # larger images are refused as decompression bombs
+MIN_IMAGE_SIDE = 8  # smaller is a placeholder (a 1x1 pixel), not a picture
+MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's processor (smart_resize) refuses more
 
 
 @dataclass
@@ -48,22 +53,39 @@ class Sample:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image as RGB, or raise a UserError naming the file."""
+    """Open an image as 8-bit RGB, or raise a UserError naming the file: unreadable, a decompression bomb,
+    or a shape Qwen2.5-VL's processor cannot take."""
     path = Path(path)
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # below twice its limit PIL only warns
+            with Image.open(path) as img:
+                width, height = img.size
+                if min(width, height) < MIN_IMAGE_SIDE or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+                    raise UserError(f"{path}: image is {width}x{height} pixels; sides of at least {MIN_IMAGE_SIDE} "
+                                    f"and an aspect ratio of at most {MAX_ASPECT_RATIO} are needed")
+                img.load()
+                return to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise UserError(f"{path}: refused as a possible decompression bomb ({err})") from None
+    except (OSError, ValueError, SyntaxError) as err:
         raise UserError(f"{path}: unreadable image ({err.__class__.__name__}: {err})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grey (older Pillow opens it as 32-bit "I"): PIL's convert clips every value above 255 to
+        # white, so scale 0..65535 down to 0..255 instead.
+        wide = np.clip(np.asarray(img, dtype=np.float64), 0, 65535)
+        img = Image.fromarray(np.rint(wide / 257).astype(np.uint8))
+    return img.convert("RGB")  # CMYK, palette, grey and alpha images by PIL's own rules
 
 
 def save_image(image: Image.Image, path: Path, image_format: str = "PNG") -> str:
     """Write an image under a temporary name, then rename it into place: a crash leaves no half file."""
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format=image_format)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        image.save(tmp, format=image_format)
     return str(path)
 
 
@@ -123,8 +145,6 @@ def sample_from_row(row: dict, root: Path, where: str) -> Sample:
 
 def write_samples(path: Path, samples: list[Sample]) -> None:
     """Write samples as JSONL atomically (temp name, then rename); image paths relative to the file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as out:
         for sample in samples:
             out.write(json.dumps(sample.to_row(relative_to=path.parent)) + "\n")
-    tmp.replace(path)

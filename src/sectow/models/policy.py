@@ -12,21 +12,18 @@ from transformers import AutoModelForImageTextToText
 
 from sectow.config import LoraSettings, PolicySettings
 from sectow.errors import UserError
+from sectow.models.folder import check_model_folder
 from sectow.models.processor import load_processor
 
 
 def load_policy(folder: Path, settings: PolicySettings):
-    """(model, processor) from a model folder; safetensors only, no remote code."""
+    """(model, processor) from a model folder; safetensors unless `settings.allow_pickle`, no remote code."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: model folder not found")
-    if not (folder / "config.json").is_file():
-        raise UserError(f"{folder}: not a model folder (no config.json)")
-    if not any(folder.glob("*.safetensors")):
-        raise UserError(f"{folder}: no *.safetensors weights (pickle checkpoints are not loaded)")
+    check_model_folder(folder, settings.allow_pickle)
     dtype = torch.bfloat16 if settings.bf16 and torch.cuda.is_available() else torch.float32
+    use_safetensors = None if settings.allow_pickle else True  # None: safetensors if present, else pickle
     try:
-        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, use_safetensors=True,
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, use_safetensors=use_safetensors,
                                                             trust_remote_code=False)
     except ValueError as err:
         raise UserError(f"{folder}: cannot load as an image-text-to-text model ({str(err).splitlines()[0]})") from None

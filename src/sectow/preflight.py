@@ -1,0 +1,72 @@
+"""Everything `sectow run` reads, checked before a run folder exists: a mistake in the data, a model
+folder or the output folder stops the run in seconds, as one line naming the file, row or key, rather
+than hours into training with a half-made run folder left behind."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from sectow.config import RunConfig
+from sectow.data.schema import load_image, read_samples
+from sectow.errors import UserError
+from sectow.models.folder import check_model_folder
+
+# The four files of the user's own data and the label every row of each must carry.
+DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benign": "benign",
+               "held_out_benign": "benign"}
+
+
+def check_run_inputs(config: RunConfig) -> None:
+    """Raise a UserError for the first problem in the data, model folders or output folder of `config`."""
+    check_data(config)
+    for role in ("defender", "attacker"):
+        settings = getattr(config, role)
+        if settings.path is not None:
+            check_model_folder(settings.path, settings.allow_pickle, flag=f"{role}.allow_pickle")
+    check_output_dir(config.output_dir)
+
+
+def check_data(config: RunConfig) -> None:
+    """Every row of the user's data files, and every image they name, opened as the run will open it."""
+    paths = {key: getattr(config.data, key) for key in DATA_LABELS}
+    if all(path is None for path in paths.values()):
+        return  # the built-in world
+    missing = [key for key, path in paths.items() if path is None]
+    if missing:
+        raise UserError(f"config: data.{missing[0]} is required when bringing your own data")
+    opened: set[str] = set()
+    for key, path in paths.items():
+        samples = read_samples(path)
+        if not samples:
+            raise UserError(f"{path}: no samples (data.{key})")
+        for sample in samples:
+            if sample.label != DATA_LABELS[key]:
+                raise UserError(f"{path}: sample {sample.id!r} is labelled {sample.label!r}, but data.{key} "
+                                f"holds {DATA_LABELS[key]} samples")
+            if sample.image is not None and sample.image not in opened:
+                load_image(sample.image)
+                opened.add(sample.image)
+
+
+def nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_output_dir(output_dir: Path) -> Path:
+    """Raise a UserError when run folders cannot be made under `output_dir` (it, or its nearest existing
+    parent, is a file or is not writable); return that nearest existing folder."""
+    where = nearest_existing(output_dir)
+    if not where.is_dir():
+        what = "output folder" if where == output_dir.absolute() else f"{where}, a parent of the output folder,"
+        raise UserError(f"{output_dir}: {what} is an existing file")
+    try:
+        # A real file, not os.access: that says yes to root even on read-only mounts.
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as err:
+        raise UserError(f"{where}: not writable ({err.strerror})") from None
+    return where
