@@ -40,3 +40,12 @@ def test_overrides():
     assert config.iterations == 5 and config.defender.lora.rank == 4 and config.monitors.orr_bound == 0.2
     with pytest.raises(UserError, match="expected key=value"):
         load_config(None, ["iterations"])
+
+
+def test_setting_one_key_keeps_the_rest_of_its_section():
+    config = load_config(None, ["defender_grpo.steps=2", "attacker.lora.rank=8"])
+    defaults = RunConfig()
+    assert config.defender_grpo.steps == 2
+    assert config.defender_grpo.model_dump(exclude={"steps"}) == defaults.defender_grpo.model_dump(exclude={"steps"})
+    assert config.attacker.max_new_tokens == defaults.attacker.max_new_tokens  # 64, not the class default 24
+    assert config.attacker.lora.rank == 8 and config.attacker.lora.alpha == 32

@@ -34,6 +34,7 @@ class PolicySettings(Section):
     max_new_tokens: int = Field(24, gt=0, description="reply length cap when this player generates")
     hidden_size: int = Field(128, gt=0, description="tiny default only: text hidden size")
     layers: int = Field(2, gt=0, description="tiny default only: text layers")
+    allow_pickle: bool = Field(False, description="load non-safetensors (pickle) weights; only for checkpoints you trust")
 
 
 class DataSettings(Section):
@@ -66,6 +67,7 @@ class PoolSettings(Section):
     samples_per_seed: int = Field(2, gt=0, description="attacker samples per training seed each iteration")
     refine_share: float = Field(0.5, ge=0, le=1, description="share of attacker prompts in refine mode")
     temperature: float = Field(1.0, gt=0, description="attacker sampling temperature for the pool")
+    use_vllm: bool = Field(False, description="sample the pool with vLLM (GPU and vllm installed; else HF generate)")
 
 
 class MonitorSettings(Section):
@@ -125,9 +127,19 @@ def _valid_keys(model: type[BaseModel], location: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def merged_into(base: dict, changes: dict) -> dict:
+    """`changes` laid over `base`, section by section: a key a user sets changes that key alone."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged_into(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
 def parse_config(raw: dict, source: str = "config") -> RunConfig:
+    """Validate a (partial) config against the full defaults. Without the merge, a section named in YAML
+    or `--set` would be rebuilt from its class defaults, dropping RunConfig's own (defender_grpo.beta...)."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(merged_into(RunConfig().model_dump(mode="json"), raw))
     except ValidationError as err:
         first = err.errors()[0]
         location = tuple(str(part) for part in first["loc"])
@@ -142,7 +154,7 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read YAML (or nothing: the defaults), apply `key.sub=value` overrides, validate."""
     raw: dict = {}
-    source = "defaults"
+    source = "--set" if overrides else "defaults"
     if path is not None:
         source = str(path)
         if not path.is_file():
