@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 
-from test_tug_of_war import EXPECTED_PHASES, POOL_FIELDS
+from conftest import EXPECTED_PHASES
+from test_tug_of_war import POOL_FIELDS
 
 
 def test_two_process_run_writes_one_complete_run_folder(micro_overrides, tmp_path):

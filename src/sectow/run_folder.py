@@ -8,13 +8,15 @@ import os
 import time
 from pathlib import Path
 
+from sectow.atomic import replacing
 from sectow.errors import UserError
+from sectow.faults import crash_point
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        crash_point("atomic_write")
 
 
 def new_run_folder(output_dir: Path, name: str) -> Path:
@@ -40,6 +42,14 @@ def new_run_folder(output_dir: Path, name: str) -> Path:
     return folder
 
 
+def _phase_of(line: str) -> str | None:
+    """The phase a metrics line belongs to; None for a blank line or one cut short by a kill."""
+    try:
+        return json.loads(line).get("phase") if line.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
 class RunRecord:
     """Which phases are complete (state.json), and the metrics each wrote."""
 
@@ -55,8 +65,7 @@ class RunRecord:
         """A phase killed after logging but before completing would log again on resume."""
         if not self.metrics_file.is_file():
             return
-        kept = [line for line in self.metrics_file.read_text().splitlines()
-                if line.strip() and json.loads(line).get("phase") in self.completed]
+        kept = [line for line in self.metrics_file.read_text().splitlines() if _phase_of(line) in self.completed]
         write_atomic(self.metrics_file, "".join(line + "\n" for line in kept))
 
     def done(self, phase: str) -> bool:

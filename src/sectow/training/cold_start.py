@@ -8,13 +8,14 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from sectow.training.common import CrashPointCallback, trainer_kwargs
+
 
 def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, *, steps: int, learning_rate: float,
                         batch_size: int, seed: int, bf16: bool = True) -> None:
     """Fine-tune `model` in place on prompt/completion rows (loss on the completion only)."""
-    from sectow.training.common import trainer_kwargs
-
     config = SFTConfig(**trainer_kwargs(str(output_dir), seed, learning_rate, batch_size, bf16),
                        max_steps=steps, max_length=None, completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor,
+                         callbacks=[CrashPointCallback()])
     trainer.train()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+from transformers import TrainerCallback
+
+from sectow.faults import crash_point
 
 
 def trainer_kwargs(output_dir: str, seed: int, learning_rate: float, batch_size: int, bf16: bool) -> dict:
@@ -23,3 +26,10 @@ def trainer_kwargs(output_dir: str, seed: int, learning_rate: float, batch_size:
         lr_scheduler_type="constant",
         warmup_steps=0,
     )
+
+
+class CrashPointCallback(TrainerCallback):
+    """`train_step` after every optimizer step of any trainer, so fault-injection kills land mid-phase."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        crash_point("train_step")

@@ -3,39 +3,34 @@ functions, vLLM rollouts when configured and available."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable
 
-import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from sectow.config import GrpoSettings
-from sectow.training.common import trainer_kwargs
+from sectow.models.vllm_generation import generation_engine
+from sectow.training.common import CrashPointCallback, trainer_kwargs
 
-log = logging.getLogger(__name__)
+# A colocated vLLM engine sizes its KV cache for the model's whole context (128k tokens for Qwen2.5-VL),
+# which does not fit in the 0.3 of a GPU that TRL gives it beside a 7B model; 8192 tokens hold a prompt
+# with a large image plus the reply.
+VLLM_MAX_MODEL_LENGTH = 8192
 
 
 def rollout_engine(settings: GrpoSettings) -> str:
-    """'vllm-<mode>' when asked for and possible, else 'hf-generate'. The choice is logged."""
-    if settings.use_vllm:
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            log.warning("use_vllm is set but vllm is not installed: rolling out with HF generate")
-            return "hf-generate"
-        if not torch.cuda.is_available():
-            log.warning("use_vllm is set but no GPU is visible: rolling out with HF generate")
-            return "hf-generate"
-        return f"vllm-{settings.vllm_mode}"
-    return "hf-generate"
+    """'vllm-<mode>' when asked for and possible, else 'hf-generate'. A fallback is logged."""
+    engine = generation_engine(settings.use_vllm)
+    return f"vllm-{settings.vllm_mode}" if engine == "vllm" else engine
 
 
 def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir: Path, settings: GrpoSettings, *,
-               max_completion_length: int, seed: int, bf16: bool = True) -> str:
-    """Train `model` in place with GRPO on prompt rows; returns the rollout engine used."""
+               max_completion_length: int, seed: int, bf16: bool = True, callbacks: list | None = None) -> str:
+    """Train `model` in place with GRPO on prompt rows; returns the rollout engine used. `callbacks`
+    (TrainerCallbacks) let a benchmark time the steps."""
     engine = rollout_engine(settings)
+    context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or VLLM_MAX_MODEL_LENGTH
     config = GRPOConfig(
         **trainer_kwargs(str(output_dir), seed, settings.learning_rate, settings.batch_size, bf16),
         max_steps=settings.steps,
@@ -47,9 +42,10 @@ def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir:
         beta=settings.beta,
         use_vllm=engine != "hf-generate",
         vllm_mode=settings.vllm_mode,
+        vllm_max_model_length=min(VLLM_MAX_MODEL_LENGTH, context),
         log_completions=False,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows),
-                          processing_class=processor)
+                          processing_class=processor, callbacks=[CrashPointCallback(), *(callbacks or [])])
     trainer.train()
     return engine
