@@ -5,6 +5,7 @@ writing the run folder) run once, on the main process, and every rank waits for 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from functools import lru_cache
 
 import torch
@@ -14,7 +15,9 @@ import torch
 def state():
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    # Ranks wait at a barrier while the main process generates the pool and evaluates; with real models
+    # that outlasts NCCL's 10-minute default.
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=6))
 
 
 def is_main() -> bool:

@@ -1,9 +1,12 @@
 """The embedded default policy: a tiny, randomly initialised Qwen2.5-VL built locally from a config,
 with a byte-level BPE tokenizer trained on the miniature's own text. Saved with save_pretrained so it
-is loaded through exactly the path a real checkpoint takes."""
+is loaded through exactly the path a real checkpoint takes. The same builder makes a random model of any
+Qwen2.5-VL architecture for benchmarks/gpu_check.py."""
 
 from __future__ import annotations
 
+import copy
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -26,43 +29,65 @@ def chat_template() -> str:
     return template.replace("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", "")
 
 
-def build_tokenizer(texts: list[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
+def build_tokenizer(texts: list[str], vocab_size: int = 2048, pad_to: int | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `texts`. `pad_to` fills the vocabulary up to that size with filler
+    tokens that no merge produces: encoding is unchanged, but every id of a model with that vocab_size
+    decodes (a random model samples all of them, and vLLM expects the tokenizer to cover them)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(texts, trainer)
+    if pad_to is not None and pad_to > tokenizer.get_vocab_size():
+        state = json.loads(tokenizer.to_str())
+        vocab = state["model"]["vocab"]
+        vocab.update({f"<filler{i}>": i for i in range(len(vocab), pad_to)})
+        tokenizer = Tokenizer.from_str(json.dumps(state))
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    padding_side="left", chat_template=chat_template())
 
 
-def build_tiny_model(folder: Path, texts: list[str], seed: int, hidden_size: int = 128, layers: int = 2) -> Path:
-    """Build and save a tiny Qwen2.5-VL (about 0.6M parameters at the defaults) into `folder`."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    tokenizer = build_tokenizer(texts)
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+def tiny_config(vocab_size: int, hidden_size: int = 128, layers: int = 2) -> Qwen2_5_VLConfig:
+    """The embedded default's architecture (about 0.6M parameters at the defaults)."""
     head_dim = 32
-    config = Qwen2_5_VLConfig(
+    return Qwen2_5_VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+            vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=hidden_size * 2,
             num_hidden_layers=layers, num_attention_heads=hidden_size // head_dim, num_key_value_heads=2,
             head_dim=head_dim, max_position_embeddings=1024, tie_word_embeddings=True,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            bos_token_id=None, eos_token_id=None,  # set from the tokenizer by build_tiny_model
         ),
         vision_config=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=hidden_size,
                            fullatt_block_indexes=[1], window_size=112),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
+
+
+def build_tiny_model(folder: Path, texts: list[str], seed: int, hidden_size: int = 128, layers: int = 2,
+                     config: Qwen2_5_VLConfig | None = None, image_max_pixels: int = IMAGE_MAX_PIXELS) -> Path:
+    """Build and save a randomly initialised Qwen2.5-VL into `folder`: the tiny default, or the
+    architecture `config` gives (its vocab_size kept, its special-token ids replaced by this tokenizer's).
+    Weights take torch's default dtype and device, so a caller can build a big one in bf16 on a GPU."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if config is None:
+        tokenizer = build_tokenizer(texts)
+        config = tiny_config(len(tokenizer), hidden_size, layers)
+    else:
+        config = copy.deepcopy(config)  # the caller's config keeps its own token ids
+        tokenizer = build_tokenizer(texts, pad_to=config.text_config.vocab_size)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    config.text_config.bos_token_id = config.text_config.pad_token_id = ids["<|endoftext|>"]
+    config.text_config.eos_token_id = ids["<|im_end|>"]
+    config.image_token_id, config.video_token_id = ids["<|image_pad|>"], ids["<|video_pad|>"]
+    config.vision_start_token_id, config.vision_end_token_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=IMAGE_MIN_PIXELS, max_pixels=IMAGE_MAX_PIXELS)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=IMAGE_MIN_PIXELS, max_pixels=image_max_pixels)
     processor = ImageOnlyQwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                              chat_template=chat_template())
     folder.mkdir(parents=True, exist_ok=True)
