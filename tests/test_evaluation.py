@@ -155,7 +155,7 @@ def setup(tmp_path_factory):
 def test_evaluate_model_end_to_end(setup):
     model, benchmarks, base = setup
     out = base / "out"
-    result = evaluate_model(model, benchmarks, out, max_new_tokens=8, batch_size=4, system_prompt="Be safe.")
+    result = evaluate_model(model, benchmarks, out, max_new_tokens=8, batch_size=4, prompt_defense="adashield")
     assert json.loads((out / "eval.json").read_text()) == result
     figstep, mmmu = result["benchmarks"]["figstep"], result["benchmarks"]["mmmu_validation"]
     assert figstep["n"] == 5 and mmmu["n"] == 3 and mmmu["accuracy"]["n"] == 2  # one open question

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -21,21 +22,30 @@ def print_table(summary: dict) -> None:
               f"{fmt(attacker):>10}{fmt(pool):>7}")
 
 
+def resumed(args, what: str):
+    """(folder, config) of a `--resume`, which takes the folder's own config.yaml and nothing else."""
+    from sectow.config import load_config
+
+    if args.set or args.config or getattr(args, "sectow_run", None):
+        raise UserError(f"--resume continues a {what} with its own config.yaml: drop the other options")
+    folder = Path(args.resume)
+    if not (folder / "config.yaml").is_file():
+        raise UserError(f"{folder}: not a{'n' if what[0] in 'aeiou' else ''} {what} folder (no config.yaml)")
+    return folder, load_config(folder / "config.yaml")
+
+
 def cmd_run(args) -> int:
     from sectow import ranks
     from sectow.config import load_config
+    from sectow.preflight import check_run_inputs
     from sectow.run_folder import new_run_folder
     from sectow.tug_of_war import TugOfWar
 
     if args.resume:
-        if args.set or args.config:
-            raise UserError("--resume continues a run with its own config.yaml: drop --config and --set")
-        folder = Path(args.resume)
-        if not (folder / "config.yaml").is_file():
-            raise UserError(f"{folder}: not a run folder (no config.yaml)")
-        config = load_config(folder / "config.yaml")
+        folder, config = resumed(args, "run")
     else:
         config = load_config(Path(args.config) if args.config else None, args.set)
+        check_run_inputs(config)  # every rank: one that failed alone would leave the others waiting
         folder = ranks.share(new_run_folder(config.output_dir, config.name) if ranks.is_main() else None)
     if ranks.is_main():
         print(f"run folder: {folder}", flush=True)
@@ -48,12 +58,45 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from sectow import ablate
+    from sectow.config import load_config
+    from sectow.preflight import check_run_inputs
+    from sectow.report.html_report import write_report
+    from sectow.run_folder import new_run_folder
+
+    if args.resume:
+        folder, config = resumed(args, "ablation")
+    else:
+        config = load_config(Path(args.config) if args.config else None, args.set)
+        check_run_inputs(config)
+        sectow_run = Path(args.sectow_run) if args.sectow_run else None
+        if sectow_run is not None:
+            ablate.check_reference_run(config, sectow_run)
+        folder = new_run_folder(config.output_dir, f"ablate-{config.name}")
+        ablate.start(config, folder, sectow_run)
+    print(f"ablation folder: {folder}", flush=True)
+    rows = ablate.Ablation(config, folder).run()
+    html, _ = write_report(folder)
+    print(ablate.comparison_markdown(rows))
+    print(f"comparison: {folder / 'comparison.json'}\nreport: {html}")
+    return 0
+
+
 def cmd_eval(args) -> int:
+    import yaml
+
     from sectow.evaluation.benchmark_eval import evaluate_model, parse_benchmark_args
 
+    judge_options = {}
+    for item in args.judge_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--judge-option {item!r}: expected KEY=VALUE, e.g. base_url=http://localhost:8000/v1")
+        judge_options[key] = yaml.safe_load(value)
     evaluate_model(Path(args.model), parse_benchmark_args(args.benchmark), Path(args.out), judge=args.judge,
-                            limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            system_prompt=args.system_prompt)
+                   judge_options=judge_options, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                   prompt_defense=args.prompt_defense, use_vllm=args.vllm)
     print((Path(args.out) / "eval.md").read_text())
     print(f"results: {Path(args.out) / 'eval.json'}")
     return 0
@@ -84,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key, e.g. --set iterations=2 --set defender.path=/models/qwen")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished phase")
     run.set_defaults(func=cmd_run)
+    ablation = sub.add_parser("ablate", help="SecTOW vs its baselines and ablations: one comparison table")
+    ablation.add_argument("--config", help="base YAML config (default: the embedded default)")
+    ablation.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config key")
+    ablation.add_argument("--sectow-run", metavar="RUN_DIR", help="reuse this finished `sectow run` (same config) as SecTOW")
+    ablation.add_argument("--resume", metavar="ABLATION_DIR", help="continue a killed ablation")
+    ablation.set_defaults(func=cmd_ablate)
     evaluate = sub.add_parser("eval", help="evaluate any model folder on local benchmark copies")
     evaluate.add_argument("--model", required=True, help="local model folder")
     evaluate.add_argument("--benchmark", action="append", required=True, metavar="NAME=ROOT",
@@ -93,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="at most this many samples per benchmark (seeded subset)")
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--max-new-tokens", type=int, default=64)
-    evaluate.add_argument("--system-prompt", help="a safety system prompt defense, prepended to every query")
+    evaluate.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                          help="judge settings, e.g. base_url=http://localhost:8000/v1 model=NAME (http) or model_path=DIR (guard)")
+    evaluate.add_argument("--prompt-defense", choices=["safety_prompt", "adashield"],
+                          help="a prompt-level defense baseline added to every query")
+    evaluate.add_argument("--vllm", action="store_true",
+                          help="generate with vLLM where vllm and a GPU are available (else HF generate, logged)")
     evaluate.set_defaults(func=cmd_eval)
     report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
     report.add_argument("run_dir")
@@ -116,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as err:
         print(f"sectow: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Files are written under a temporary name, so the one that failed replaced nothing.
+        print(f"sectow: error: {err.filename or 'a file'}: no space left on device", file=sys.stderr)
         return 2
 
 

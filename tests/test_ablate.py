@@ -1,0 +1,86 @@
+"""`sectow ablate` on the micro config, reusing the shared micro SecTOW run: every baseline and
+ablation row, forks that share the cold start, the report's comparison table, resume, a mismatched run."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import MICRO_OVERRIDES
+from sectow.cli import main
+
+DEFENDER_ROWS = {"cold-start defender", "SecTOW", "safety_prompt", "adashield", "sft_on_refusals", "no_iteration",
+                 "no_defender_monitoring", "no_attacker_monitoring", "no_cold_start"}
+
+
+def ablate_args(output_dir: Path, *extra: str) -> list[str]:
+    return [a for o in MICRO_OVERRIDES + [f"output_dir={output_dir}", *extra] for a in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def ablation(micro_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ablations")
+    assert main(["ablate", "--sectow-run", str(micro_run), *ablate_args(out)]) == 0
+    return (out / "latest").resolve()
+
+
+def rows_of(folder: Path) -> dict[str, dict]:
+    return {row["method"]: row for row in json.loads((folder / "comparison.json").read_text())}
+
+
+def test_every_row_is_measured(ablation: Path):
+    rows = rows_of(ablation)
+    assert DEFENDER_ROWS <= set(rows)
+    for name in DEFENDER_ROWS:
+        for metric in ("asr", "orr", "accuracy"):
+            assert 0 <= rows[name][metric] <= 1, (name, metric)
+    attackers = [row for row in rows.values() if row["kind"] == "attacker"]
+    assert {row["method"].split(" ")[0] for row in attackers} == {"self_instruct_attacker", "sectow_attacker"}
+    for row in attackers:
+        assert 0 <= row["attack_success"] <= 1 and row["attacks"] > 0
+    assert (ablation / "comparison.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_ablations_change_only_their_part(ablation: Path, micro_run: Path):
+    def config(name):
+        import yaml
+        return yaml.safe_load((ablation / name / "config.yaml").read_text())
+
+    assert config("no_iteration")["iterations"] == 1
+    assert config("no_iteration")["defender_grpo"]["steps"] == 2 * 2  # same total steps as K=2
+    assert config("no_defender_monitoring")["monitors"]["enabled_defender"] is False
+    assert config("no_attacker_monitoring")["monitors"]["enabled_attacker"] is False
+    summary = json.loads((ablation / "no_iteration" / "summary.json").read_text())
+    assert len(summary["iterations"]) == 1
+    completed = json.loads((ablation / "no_cold_start" / "state.json").read_text())["completed"]
+    assert "cold_start_defender" not in completed and completed[-1] == "report"
+
+
+def test_forks_share_the_cold_start(ablation: Path, micro_run: Path):
+    cold = [line for line in (micro_run / "metrics.jsonl").read_text().splitlines() if '"cold_start' in line
+            or '"evaluate_cold_start"' in line]
+    for name in ("no_iteration", "no_defender_monitoring", "no_attacker_monitoring"):
+        lines = (ablation / name / "metrics.jsonl").read_text().splitlines()
+        assert lines[:3] == cold  # recorded once, by SecTOW, not retrained
+        weights = "checkpoints/defender-cold_start/model.safetensors"
+        assert os.stat(ablation / name / weights).st_ino == os.stat(micro_run / weights).st_ino
+
+
+def test_report_has_the_comparison(ablation: Path):
+    page = (ablation / "report" / "report.html").read_text()
+    assert "SecTOW, baselines and ablations" in page
+    for name in DEFENDER_ROWS:
+        assert name in page
+
+
+def test_resume_recomputes_nothing(ablation: Path):
+    before = {p: p.stat().st_mtime_ns for p in (ablation / "results").iterdir()}
+    assert main(["ablate", "--resume", str(ablation)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (ablation / "results").iterdir()} == before
+
+
+def test_reused_run_must_match(micro_run: Path, tmp_path, capsys):
+    assert main(["ablate", "--sectow-run", str(micro_run), *ablate_args(tmp_path, "iterations=3")]) == 2
+    assert "'iterations'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
