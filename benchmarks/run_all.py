@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime
 import functools
 import json
@@ -466,6 +467,23 @@ def machine(load_at_start: tuple) -> dict:
 
 
 def main() -> None:
+    # The trainers and progress bars write to stdout (some through handles taken at import): send file
+    # descriptor 1 to stderr while measuring, so stdout holds the `name value` lines alone.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            figures = measure()
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    for name, value in figures.items():
+        print(name, value)
+
+
+def measure() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short version (micro config, fewer samples and steps)")
     parser.add_argument("--threads", type=int, default=1,
@@ -509,8 +527,6 @@ def main() -> None:
 
     order = ("eval_batched_speedup", "loop_overhead_ratio", "default_run_seconds", "default_run_peak_rss_mb",
              "grpo_step_seconds_small", "grpo_step_seconds_large", "params_small", "params_large")
-    for name in order:
-        print(name, figures[name])
     report = {**{name: figures[name] for name in order},
               "config": "micro" if args.quick else "default", "quick": args.quick,
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -519,6 +535,7 @@ def main() -> None:
     out = RESULTS / ("run_all_quick.json" if args.quick else "run_all.json")
     out.write_text(json.dumps(report, indent=2))
     print(f"results: {out.relative_to(REPO)}", file=sys.stderr)
+    return {name: figures[name] for name in order}
 
 
 if __name__ == "__main__":
