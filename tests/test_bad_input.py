@@ -377,3 +377,12 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         write_atomic(target, "new and longer")
     assert err.value.filename == str(target)
     assert target.read_text() == "old" and not (tmp_path / "summary.json.tmp").exists()
+
+
+@pytest.mark.parametrize("variable,value", [("ACCELERATE_USE_FSDP", "true"), ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")])
+def test_sharded_launch_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, variable, value):
+    """ZeRO-3 and FSDP would save empty players: refused up front, until the loop gathers weights."""
+    monkeypatch.setenv(variable, value)
+    assert main(["run", "--set", f"output_dir={tmp_path / 'runs'}"]) == 2
+    assert "ZeRO-3 and FSDP" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

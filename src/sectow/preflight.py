@@ -4,6 +4,7 @@ than hours into training with a half-made run folder left behind."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -18,13 +19,22 @@ DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benig
 
 
 def check_run_inputs(config: RunConfig) -> None:
-    """Raise a UserError for the first problem in the data, model folders or output folder of `config`."""
+    """Raise a UserError for the first problem in the launch, data, model folders or output folder of `config`."""
+    check_launch()
     check_data(config)
     for role in ("defender", "attacker"):
         settings = getattr(config, role)
         if settings.path is not None:
             check_model_folder(settings.path, settings.allow_pickle, flag=f"{role}.allow_pickle")
     check_output_dir(config.output_dir)
+
+
+def check_launch() -> None:
+    """Refuse sharded weights (set by `accelerate launch`): the main process saves each trained player
+    and runs the over-refusal check alone, which needs whole weights; sharded ones would be saved empty."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        raise UserError("accelerate config: DeepSpeed ZeRO-3 and FSDP shard the weights, which sectow run does not "
+                        "gather yet; use configs/accelerate/deepspeed_zero2.yaml or multi_gpu.yaml")
 
 
 def check_data(config: RunConfig) -> None:
