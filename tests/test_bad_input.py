@@ -386,3 +386,12 @@ def test_sharded_launch_is_refused_before_anything_is_written(tmp_path, monkeypa
     assert main(["run", "--set", f"output_dir={tmp_path / 'runs'}"]) == 2
     assert "ZeRO-3 and FSDP" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_sharded_launch_is_refused_on_resume_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    (tmp_path / "config.yaml").write_text("iterations: 1\n")
+    (tmp_path / "state.json").write_text('{"completed": []}')
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "ZeRO-3 and FSDP" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "state.json"]

@@ -25,7 +25,9 @@ def print_table(summary: dict) -> None:
 def resumed(args, what: str):
     """(folder, config) of a `--resume`, which takes the folder's own config.yaml and nothing else."""
     from sectow.config import load_config
+    from sectow.preflight import check_launch
 
+    check_launch()
     if args.set or args.config or getattr(args, "sectow_run", None):
         raise UserError(f"--resume continues a {what} with its own config.yaml: drop the other options")
     folder = Path(args.resume)
