@@ -65,8 +65,10 @@ class RunRecord:
         """A phase killed after logging but before completing would log again on resume."""
         if not self.metrics_file.is_file():
             return
-        kept = [line for line in self.metrics_file.read_text().splitlines() if _phase_of(line) in self.completed]
-        write_atomic(self.metrics_file, "".join(line + "\n" for line in kept))
+        text = self.metrics_file.read_text()
+        kept = "".join(line + "\n" for line in text.splitlines() if _phase_of(line) in self.completed)
+        if kept != text:  # a finished run (or one handed to `sectow ablate`) is left untouched
+            write_atomic(self.metrics_file, kept)
 
     def done(self, phase: str) -> bool:
         return phase in self.completed

@@ -81,6 +81,7 @@ class TugOfWar:
         self.pool = JailbreakPool(folder / "pool")
         self._encoder: SentenceEncoder | None = None
         self._attacker_rows: dict[int, list[dict]] = {}
+        self.pool_engine = generation_engine(config.pool.use_vllm)  # decided (and a fallback logged) once
         if ranks.is_main() and not (folder / "config.yaml").exists():
             write_atomic(folder / "config.yaml", config_to_yaml(config))
 
@@ -209,7 +210,7 @@ class TugOfWar:
                        desc: str) -> tuple[list[str], list[dict]]:
         """Sample the attacker once per prompt row (with vLLM when configured and possible, which loads
         the folder itself) and run each output through `attack`."""
-        if generation_engine(self.config.pool.use_vllm) == "vllm":
+        if self.pool_engine == "vllm":
             sample, processor = partial(vllm_generation.generate, attacker_dir), load_processor(attacker_dir)
         else:
             model, processor = load_policy(attacker_dir, self.config.attacker)
@@ -253,7 +254,7 @@ class TugOfWar:
             records.append(record)
         self.pool.write_iteration(k, records)
         crash_point("pool_written")
-        stats = {"iteration": k, "generation_engine": generation_engine(config.pool.use_vllm), "candidates": len(outputs), "outcomes": reasons,
+        stats = {"iteration": k, "generation_engine": self.pool_engine, "candidates": len(outputs), "outcomes": reasons,
                  "attacker_success_rate": round(len(records) / max(1, len(outputs)), 4),
                  "pool_size": len(self.pool.records())}
         self.record.complete(phase, stats)
