@@ -30,7 +30,7 @@ def load_policy(folder: Path, settings: PolicySettings):
     if torch.cuda.is_available():
         model.to("cuda")
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # non-reentrant by default
     return model, load_processor(folder)
 
 
