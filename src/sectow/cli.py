@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from sectow.errors import UserError
@@ -168,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "transformers", "sentence_transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # TRL 1.16 calls transformers 5's renamed checkpointing methods by their old names at every GRPO
+    # step: hundreds of lines a user can do nothing about.
+    warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6", category=FutureWarning)
     try:
         return args.func(args)
     except UserError as err:
