@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "transformers", "sentence_transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    # TRL 1.16 calls transformers 5's renamed checkpointing methods by their old names at every GRPO
-    # step: hundreds of lines a user can do nothing about.
+    # transformers 5 warns whenever a name it renames for v6 is used. TRL 1.16 and PEFT still call the old
+    # checkpointing names at every GRPO step: hundreds of lines a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6", category=FutureWarning)
     try:
         return args.func(args)
