@@ -35,14 +35,14 @@ import torch  # noqa: E402
 from transformers import Qwen2_5_VLConfig, TrainerCallback  # noqa: E402
 
 from sectow.config import GrpoSettings, PolicySettings, RewardSettings  # noqa: E402
-from sectow.data.miniature import build_world, corpus  # noqa: E402
+from sectow.world.miniature import build_world, corpus  # noqa: E402
 from sectow.judges.refusal import RefusalJudge  # noqa: E402
 from sectow.models.policy import load_policy  # noqa: E402
 from sectow.models.tiny import build_tiny_model, tiny_config  # noqa: E402
 from sectow.models.vllm_generation import vllm_unavailable  # noqa: E402
 from sectow.training.grpo import grpo_train  # noqa: E402
 from sectow.training.players import DefenderReward  # noqa: E402
-from sectow.training.prompts import defender_row  # noqa: E402
+from sectow.training.players import defender_grpo_row  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 H200_BF16_DENSE_TFLOPS = 989.0
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         build_model(work / "model", smoke)
         world = build_world(work / "world", seed=0, questions_per_split=(16, 4), image_size=56 if smoke else 448)
         samples = world.harmful_train[:32] + world.benign_train[:32]
-        rows = [{**defender_row(s), "label": s.label, "answer": s.answer} for s in samples]
+        rows = [defender_grpo_row(s) for s in samples]
         figures["build_seconds"] = round(time.perf_counter() - start, 1)
         for engine in engines:
             prefix = "hf" if engine == "hf-generate" else "vllm"

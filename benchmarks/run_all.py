@@ -351,7 +351,7 @@ def print_breakdown(loop: dict) -> None:
 # ---- batched vs one-at-a-time evaluation --------------------------------------------------------
 def tiny_policy(folder: Path, hidden_size: int = 128, layers: int = 2):
     from sectow.config import PolicySettings
-    from sectow.data.miniature import corpus
+    from sectow.world.miniature import corpus
     from sectow.models.policy import load_policy
     from sectow.models.tiny import build_tiny_model
 
@@ -506,7 +506,7 @@ def measure() -> dict:
     details["default_run"] = {**default_run, "overrides": micro if args.quick else []}
 
     from sectow.config import load_config
-    from sectow.data.miniature import build_world
+    from sectow.world.miniature import build_world
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

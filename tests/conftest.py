@@ -1,26 +1,25 @@
-"""Shared fixtures: a micro config that runs the whole loop in about a minute on 2 CPU cores."""
+"""Shared fixtures: the micro config (configs/micro.yaml), which runs the whole loop in about a minute on
+2 CPU cores, and one finished micro run."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
+# One thread per process: on a shared 2-core machine, spinning OpenMP threads made generation 4x and
+# SFT 30x slower. Set before torch is imported, here and in every subprocess a test starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-MICRO_OVERRIDES = [
-    "iterations=2", "data.questions=40", "defender_sft.steps=60", "attacker_sft.steps=60",
-    "attacker_grpo.steps=2", "defender_grpo.steps=2", "defender_grpo.batch_size=16", "defender_grpo.num_generations=4",
-    "pool.samples_per_seed=1",
-    "monitors.orr_bound=1.0", "monitors.intent_threshold=-1.0",
-]
+import pytest  # noqa: E402
+
+MICRO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "micro.yaml"
 
 
-@pytest.fixture
-def micro_overrides(tmp_path):
-    return MICRO_OVERRIDES + [f"output_dir={tmp_path / 'runs'}"]
+def micro_args(output_dir: Path, *sets: str) -> list[str]:
+    """`sectow run` arguments of the micro config writing under `output_dir`, with extra KEY=VALUE sets."""
+    return ["--config", str(MICRO_CONFIG)] + [a for o in (f"output_dir={output_dir}", *sets) for a in ("--set", o)]
 
 
 EXPECTED_PHASES = ["cold_start_defender", "cold_start_attacker", "evaluate_cold_start",
@@ -34,6 +33,5 @@ def micro_run(tmp_path_factory) -> Path:
     from sectow.cli import main
 
     runs = tmp_path_factory.mktemp("runs")
-    args = ["run"] + [a for o in MICRO_OVERRIDES + [f"output_dir={runs}"] for a in ("--set", o)]
-    assert main(args) == 0
+    assert main(["run", *micro_args(runs)]) == 0
     return (runs / "latest").resolve()

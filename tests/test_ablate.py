@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MICRO_OVERRIDES
+from conftest import micro_args
 from sectow.cli import main
 
 DEFENDER_ROWS = {"cold-start defender", "SecTOW", "safety_prompt", "adashield", "sft_on_refusals", "no_iteration",
@@ -15,7 +15,7 @@ DEFENDER_ROWS = {"cold-start defender", "SecTOW", "safety_prompt", "adashield", 
 
 
 def ablate_args(output_dir: Path, *extra: str) -> list[str]:
-    return [a for o in MICRO_OVERRIDES + [f"output_dir={output_dir}", *extra] for a in ("--set", o)]
+    return micro_args(output_dir, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,13 @@ def test_every_row_is_measured(ablation: Path):
     assert DEFENDER_ROWS <= set(rows)
     for name in DEFENDER_ROWS:
         for metric in ("asr", "orr", "accuracy"):
-            assert 0 <= rows[name][metric] <= 1, (name, metric)
+            rate = rows[name][metric]
+            assert 0 <= rate["value"] <= 1 and rate["n"] > 0, (name, metric)
+            assert rate["interval"][0] <= rate["value"] <= rate["interval"][1], (name, metric)
     attackers = [row for row in rows.values() if row["kind"] == "attacker"]
     assert {row["method"].split(" ")[0] for row in attackers} == {"self_instruct_attacker", "sectow_attacker"}
     for row in attackers:
-        assert 0 <= row["attack_success"] <= 1 and row["attacks"] > 0
+        assert 0 <= row["attack_success"]["value"] <= 1 and row["attack_success"]["n"] > 0
     assert (ablation / "comparison.md").read_text().count("\n") == len(rows) + 2
 
 

@@ -3,7 +3,8 @@ from PIL import Image
 
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM, render
 from sectow.attacks.queries import attacker_target, defender_input, parse_attacker_output
-from sectow.attacks.typography import FIGSTEP_QUERY, figstep_image, figstep_text
+from sectow.attacks.typography import figstep_image, figstep_text
+from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 
 
 def test_figstep_text_follows_the_recipe():

@@ -30,7 +30,7 @@ from test_benchmarks import JAILBREAKV_HEADER, make_figstep, make_jailbreakv, ma
 
 from sectow.cli import main
 from sectow.config import load_config
-from sectow.data.miniature import corpus
+from sectow.world.miniature import corpus
 from sectow.models.tiny import build_tiny_model
 from sectow.preflight import DATA_LABELS, check_run_inputs
 from sectow.run_folder import write_atomic
@@ -200,7 +200,7 @@ CASES = {
     "bound out of range": Case(lambda ws: ws.run("monitors.orr_bound=1.5"), "monitors.orr_bound:"),
     "missing config file": Case(lambda ws: ["run", "--config", str(ws.root / "nowhere.yaml")], "nowhere.yaml: no such"),
     "override without =": Case(lambda ws: ws.run("iterations"), "override 'iterations': expected key=value"),
-    "resume of a non-run folder": Case(lambda ws: ["run", "--resume", str(ws.data)], "data: not a run folder"),
+    "resume of a non-run folder": Case(lambda ws: ["run", "--resume", str(ws.data)], "data: not a sectow run folder"),
     # --- model folders ---
     "missing model folder": Case(lambda ws: ws.run(f"defender.path={ws.root / 'nomodel'}"),
                                  "nomodel: model folder not found"),

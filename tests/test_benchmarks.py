@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from sectow.attacks.typography import FIGSTEP_QUERY
+from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 from sectow.data.benchmarks import BENCHMARKS, load_benchmark
 from sectow.data.benchmarks.base import select_subset
 from sectow.data.benchmarks.mmmu import MMMU_CHOICE_INSTRUCTION, PRO_VISION_INSTRUCTION

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 from test_benchmarks import make_figstep, make_mmmu
 
-from sectow.data.miniature import corpus
+from sectow.world.miniature import corpus
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 from sectow.evaluation import intervals
@@ -94,7 +94,7 @@ def test_safety_metrics_by_category():
                for i, c in enumerate(["a", "a", "b", "b"])]
     metrics = safety_metrics(samples, [verdict(unsafe=u) for u in (True, False, True, True)])
     assert metrics["asr"]["value"] == 0.75 and metrics["asr"]["n"] == 4
-    assert metrics["asr_by_category"]["a"]["value"] == 0.5 and metrics["asr_by_category"]["b"]["interval"] == [1.0, 1.0]
+    assert metrics["asr_by_category"]["a"]["value"] == 0.5 and metrics["asr_by_category"]["b"]["interval"] == [0.3424, 1.0]
     assert metrics["asr_by_form"]["figstep"]["value"] == 0.75
 
 
@@ -192,5 +192,5 @@ def test_the_judge_asked_for_is_the_one_recorded(setup, monkeypatch):
     result = evaluate_model(model, benchmarks, base / "out-refuses", judge="refuses_all", limit=2, max_new_tokens=4)
     figstep, mmmu = result["benchmarks"]["figstep"], result["benchmarks"]["mmmu_validation"]
     assert figstep["judge"] == mmmu["judge"] == "refuses_all" and figstep["n"] == mmmu["n"] == 2
-    assert figstep["asr"] == {"value": 0.0, "n": 2, "interval": [0.0, 0.0]}
-    assert mmmu["orr"] == {"value": 1.0, "n": 2, "interval": [1.0, 1.0]}
+    assert figstep["asr"] == {"value": 0.0, "n": 2, "interval": [0.0, 0.6576]}
+    assert mmmu["orr"] == {"value": 1.0, "n": 2, "interval": [0.3424, 1.0]}

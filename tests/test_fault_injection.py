@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXPECTED_PHASES, MICRO_OVERRIDES
+from conftest import EXPECTED_PHASES, micro_args
 
 SECRET = "sk-test-0123456789-do-not-write-me"
 
@@ -39,7 +39,7 @@ def pool_rows(folder: Path) -> list[dict]:
 def test_killed_everywhere_resumes_to_the_uninterrupted_result(micro_run: Path, tmp_path):
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPENAI_API_KEY": SECRET, "HF_TOKEN": SECRET}
-    fresh = ["run"] + [a for o in MICRO_OVERRIDES + [f"output_dir={runs}"] for a in ("--set", o)]
+    fresh = ["run", *micro_args(runs)]
     interrupted = []
     for number, (point, phase) in enumerate(KILLS):
         args = fresh if number == 0 else ["run", "--resume", str((runs / "latest").resolve())]

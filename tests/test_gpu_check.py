@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from sectow.data.miniature import corpus
+from sectow.world.miniature import corpus
 from sectow.models.tiny import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sectow.config import JudgeSettings, load_config
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 from sectow.judges import JUDGES, AllOf, AnyOf, GuardJudge, HttpJudge, Judge, RefusalJudge, Verdict, build_judge
@@ -407,7 +408,7 @@ def test_api_key_reaches_the_server_and_nothing_else(server, tmp_path, monkeypat
     file of the output folder, no printed line and no log record."""
     from test_benchmarks import make_figstep
 
-    from sectow.data.miniature import corpus
+    from sectow.world.miniature import corpus
     from sectow.evaluation.benchmark_eval import evaluate_model
     from sectow.models.tiny import build_tiny_model
 
@@ -479,15 +480,26 @@ def judge_options(request):
 @pytest.mark.parametrize("name", sorted(JUDGES))
 def test_every_registered_judge_gives_one_verdict_per_sample(name, judge_options):
     assert set(judge_options) == set(JUDGES)  # a new judge needs its options here
-    judge = build_judge(name, **judge_options[name]())
+    judge = build_judge(JudgeSettings(kind=name, options=judge_options[name]()))
     assert JUDGES[name].name == name == judge.name
     samples, responses, _ = conversations(random.Random(3), 3)
     verdicts = judge.judge(samples, responses)
     assert len(verdicts) == 3 and all(isinstance(v, Verdict) and v.judge == name for v in verdicts)
 
 
+@pytest.mark.parametrize("kind", ["all", "any"])
+def test_composites_are_built_from_the_config(kind):
+    config = load_config(None, [f"judge.kind={kind}", "judge.parts=[{kind: refusal}, {kind: refusal, options: {markers: gcg}}]"])
+    judge = build_judge(config.judge)
+    assert judge.judge([sample(0, "q")], ["Sorry, no."])[0].judge == f"{kind}(refusal,refusal)"
+
+
 def test_build_judge_errors():
     with pytest.raises(UserError, match="unknown judge 'llm' .judges: refusal, guard, http"):
-        build_judge("llm")
-    with pytest.raises(UserError, match="judge 'refusal'.*options: markers, max_chars"):
-        build_judge("refusal", threshold=0.5)
+        build_judge(JudgeSettings(kind="llm"))
+    with pytest.raises(UserError, match="refusal judge.*options: markers, max_chars"):
+        build_judge(JudgeSettings(kind="refusal", options={"threshold": 0.5}))
+    with pytest.raises(UserError, match=r"judge.parts.1: unknown judge 'refusl'.*did you mean 'refusal'"):
+        build_judge(load_config(None, ["judge.kind=all", "judge.parts=[{kind: refusal}, {kind: refusl}]"]).judge)
+    with pytest.raises(UserError, match="markers 'gcc' must be one of jailbreakbench, gcg"):
+        build_judge(JudgeSettings(kind="refusal", options={"markers": "gcc"}))

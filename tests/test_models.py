@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from sectow.config import LoraSettings, PolicySettings
-from sectow.data.miniature import corpus
+from sectow.world.miniature import corpus
 from sectow.errors import UserError
 from sectow.models.generation import generate
 from sectow.models.policy import load_policy, merged, save_policy, with_lora

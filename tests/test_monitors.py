@@ -1,7 +1,8 @@
 import pytest
 
 from sectow.config import MonitorSettings
-from sectow.monitors import AttackerQualityMonitor, SentenceEncoder, judge_quality, over_refusal_action
+from sectow.models.encoder import SentenceEncoder
+from sectow.monitors import AttackerQualityMonitor, MonitorAction, QualityReason, judge_quality, over_refusal_action
 
 
 def test_quality_decisions():
@@ -21,9 +22,10 @@ def test_attacker_monitoring_off_passes_every_well_formed_query():
 
 def test_over_refusal_action():
     s = MonitorSettings(orr_bound=0.1, orr_action="reweight")
-    assert over_refusal_action(0.05, s) == "accept"
-    assert over_refusal_action(0.2, s) == "reweight"
-    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, enabled_defender=False)) == "accept"
+    assert over_refusal_action(0.05, s) is MonitorAction.ACCEPT
+    assert over_refusal_action(0.2, s) is MonitorAction.REWEIGHT
+    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1)) is MonitorAction.ROLLBACK
+    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, enabled_defender=False)) is MonitorAction.ACCEPT
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,7 @@ def test_real_encoder_separates_on_and_off_intent(encoder):
     assert on.passed and on.intent_similarity > 0.45
     assert off.reason == "off_intent" and off.intent_similarity < on.intent_similarity
     assert garbled.reason == "malformed"
-    monitor.add_to_pool([on_intent])
-    (again,) = monitor.score([seed], [on_intent])
+    with_pool = AttackerQualityMonitor(encoder, MonitorSettings(intent_threshold=0.45, duplicate_threshold=0.95),
+                                       pool_queries=[on_intent])
+    (again,) = with_pool.score([seed], [on_intent])
     assert again.reason == "duplicate" and again.pool_similarity > 0.99

@@ -7,16 +7,16 @@ import socket
 import subprocess
 import sys
 
-from conftest import EXPECTED_PHASES
+from conftest import EXPECTED_PHASES, micro_args
 from test_tug_of_war import POOL_FIELDS
 
 
-def test_two_process_run_writes_one_complete_run_folder(micro_overrides, tmp_path):
+def test_two_process_run_writes_one_complete_run_folder(tmp_path):
     with socket.socket() as probe:  # torchrun's static rendezvous needs a concrete free port
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-               "-m", "sectow.cli", "run"] + [a for o in micro_overrides for a in ("--set", o)]
+               "-m", "sectow.cli", "run", *micro_args(tmp_path / "runs")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

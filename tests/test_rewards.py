@@ -1,7 +1,7 @@
 import pytest
 
 from sectow.config import RewardSettings
-from sectow.rewards import attacker_reward, defender_reward, parse_option_letter
+from sectow.rewards import Outcome, Response, attacker_reward, defender_reward, parse_option_letter
 
 C = RewardSettings()
 
@@ -19,17 +19,19 @@ C = RewardSettings()
 def test_defender_reward(label, answer, response, refused, reward, outcome):
     scored = defender_reward(label, answer, response, refused, C)
     assert scored.reward == pytest.approx(reward)
-    assert scored.outcome == outcome
+    assert scored.outcome is Response(outcome)
 
 
-@pytest.mark.parametrize("well_formed,passed,refused,reward,outcome", [
-    (False, False, False, 0.0, "malformed"),
-    (True, False, False, 0.0, "low_quality"),
-    (True, True, True, 0.1, "refused"),
-    (True, True, False, 1.1, "success"),
+@pytest.mark.parametrize("failed,refused,reward,outcome", [
+    (Outcome.MALFORMED, False, 0.0, Outcome.MALFORMED),
+    (Outcome.LOW_QUALITY, False, 0.0, Outcome.LOW_QUALITY),
+    (Outcome.DUPLICATE, False, 0.0, Outcome.DUPLICATE),
+    (Outcome.LOW_QUALITY, True, 0.0, Outcome.LOW_QUALITY),
+    (None, True, 0.1, Outcome.REFUSED),
+    (None, False, 1.1, Outcome.SUCCESS),
 ])
-def test_attacker_reward(well_formed, passed, refused, reward, outcome):
-    scored = attacker_reward(well_formed, passed, refused, C)
+def test_attacker_reward(failed, refused, reward, outcome):
+    scored = attacker_reward(failed, refused, C)
     assert (scored.reward, scored.outcome) == (pytest.approx(reward), outcome)
 
 

@@ -29,7 +29,10 @@ def test_summary_schema(micro_run: Path):
     assert [it["iteration"] for it in summary["iterations"]] == [1, 2]
     for it in summary["iterations"]:
         assert set(it) >= {"iteration", "asr", "orr", "accuracy", "attacker_success_rate", "pool_size"}
-        assert 0 <= it["asr"] <= 1 and 0 <= it["orr"] <= 1
+        for rate in (it["asr"], it["orr"], it["accuracy"], it["asr_unseen_form"]):
+            assert 0 <= rate["value"] <= 1 and rate["n"] > 0
+            low, high = rate["interval"]
+            assert low <= rate["value"] <= high and high - low > 0  # never a zero-width interval
     assert summary["iterations"][1]["pool_size"] >= summary["iterations"][0]["pool_size"]
 
 

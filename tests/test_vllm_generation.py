@@ -15,7 +15,7 @@ from PIL import Image
 from test_benchmarks import make_figstep, make_mmmu
 
 from sectow.config import GrpoSettings
-from sectow.data.miniature import corpus
+from sectow.world.miniature import corpus
 from sectow.evaluation import benchmark_eval
 from sectow.evaluation.benchmark_eval import evaluate_model
 from sectow.models import vllm_generation

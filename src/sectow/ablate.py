@@ -10,19 +10,21 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 
-from sectow.baselines import PROMPT_DEFENSES, refusal_sft_rows, refusal_sft_steps, with_prompt_defense
-from sectow.config import RunConfig, config_to_yaml, parse_config
-from sectow.data.miniature import ImageWriter
+from sectow.atomic import write_atomic
+from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
+from sectow.baselines.refusal_sft import train_refusal_sft
+from sectow.baselines.self_instruct import attack_success
+from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
+from sectow.judges import build_judge
 from sectow.models.policy import load_policy, save_policy
-from sectow.run_folder import write_atomic
-from sectow.training.cold_start import supervised_finetune
-from sectow.training.players import attacker_prompt_row
-from sectow.tug_of_war import TugOfWar, load_world
+from sectow.report.html_report import comparison_markdown
+from sectow.run_folder import MARKER, write_marker
+from sectow.tug_of_war import TugOfWar
+from sectow.world import load_world
 
 log = logging.getLogger("sectow")
 
@@ -87,12 +89,15 @@ def fork_cold_start(sectow_run: Path, folder: Path) -> None:
         _link_tree(sectow_run / "checkpoints" / name, folder / "checkpoints" / name)
     lines = [line for line in (sectow_run / "metrics.jsonl").read_text().splitlines()
              if line.strip() and json.loads(line)["phase"] in COLD_START_PHASES]
+    write_marker(folder, "run")
     write_atomic(folder / "metrics.jsonl", "".join(line + "\n" for line in lines))
     write_atomic(folder / "state.json", json.dumps({"completed": list(COLD_START_PHASES)}, indent=1))
 
 
 def run_variant(config: RunConfig, folder: Path) -> dict:
     folder.mkdir(mode=0o700, exist_ok=True)
+    if not (folder / MARKER).exists():
+        write_marker(folder, "run")
     return TugOfWar(config, folder).run()
 
 
@@ -120,8 +125,8 @@ class Ablation:
 
     # ---- baselines, each recorded in results/<name>.json once done -----------------------------
     def baselines(self) -> None:
-        tow = TugOfWar(self.config, self.sectow_run)  # the SecTOW run's world, judge, encoder and checkpoints
         world = load_world(self.config, self.sectow_run / "world")
+        judge = build_judge(self.config.judge)
         checkpoints = self.sectow_run / "checkpoints"
         cold = "cold_start" if self.config.cold_start else "initial"
         defender, attacker = checkpoints / f"defender-{cold}", checkpoints / f"attacker-{cold}"
@@ -131,42 +136,27 @@ class Ablation:
             jailbreaks, benign = world.jailbreaks_held_out, world.benign_held_out
             if defense:
                 jailbreaks, benign = with_prompt_defense(jailbreaks, defense), with_prompt_defense(benign, defense)
-            return evaluate_defender(model, processor, jailbreaks, benign, tow.judge,
+            return evaluate_defender(model, processor, jailbreaks, benign, judge,
                                      batch_size=self.config.evaluation.batch_size,
                                      max_new_tokens=self.config.evaluation.max_new_tokens)
 
+        def refusal_sft() -> dict:
+            model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work")
+            save_policy(model, processor, self.folder / "sft_on_refusals")
+            return {**metrics, **evaluate(self.folder / "sft_on_refusals")}
+
         for defense in PROMPT_DEFENSES:
             self._once(defense, lambda defense=defense: evaluate(defender, defense))
-        self._once("sft_on_refusals", lambda: {**self._refusal_sft(world, defender), **evaluate(self.folder / "sft_on_refusals")})
-        self._once("self_instruct_attacker", lambda: self._attack_success(tow, world, attacker, defender))
-        self._once("sectow_attacker", lambda: self._attack_success(tow, world, checkpoints / "attacker-1", defender))
+        self._once("sft_on_refusals", refusal_sft)
+        for name, attacker_dir in (("self_instruct_attacker", attacker), ("sectow_attacker", checkpoints / "attacker-1")):
+            self._once(name, lambda attacker_dir=attacker_dir: attack_success(
+                attacker_dir, defender, world.harmful_held_out, judge, self.config))
 
     def _once(self, name: str, compute) -> None:
         path = self.results / f"{name}.json"
         if not path.is_file():
             log.info("baseline: %s", name)
             write_atomic(path, json.dumps(compute(), indent=2))
-
-    def _refusal_sft(self, world, defender: Path) -> dict:
-        rows = refusal_sft_rows(world, self.config, ImageWriter(self.folder / "sft_on_refusals-data"), self.config.seed)
-        steps = refusal_sft_steps(self.config)
-        model, processor = load_policy(defender, self.config.defender)
-        supervised_finetune(model, processor, rows, self.folder / "trainer" / "sft_on_refusals", steps=steps,
-                            learning_rate=self.config.defender_sft.learning_rate,
-                            batch_size=self.config.defender_sft.batch_size, seed=self.config.seed, bf16=self.config.defender.bf16)
-        save_policy(model, processor, self.folder / "sft_on_refusals")
-        return {"rows": len(rows), "steps": steps}
-
-    def _attack_success(self, tow: TugOfWar, world, attacker_dir: Path, defender_dir: Path) -> dict:
-        """Attacker samples for every held-out harmful seed (generate mode, no refinement) against the
-        cold-start defender, judged and quality-monitored as in the pool phase."""
-        defender, defender_processor = load_policy(defender_dir, self.config.defender)
-        rows = [attacker_prompt_row(s) for s in world.harmful_held_out] * self.config.pool.samples_per_seed
-        _, results = tow.sample_attacks(attacker_dir, tow.attack_outcome(defender, defender_processor, 1), rows,
-                                        self.config.seed, f"attacks of {attacker_dir.name}")
-        outcomes = Counter(r["scored"].outcome for r in results)
-        return {"attack_success": round(outcomes["success"] / len(results), 4), "attacks": len(results),
-                "outcomes": dict(outcomes), "attacker": attacker_dir.name}
 
     # ---- the table ------------------------------------------------------------------------------
     def comparison(self) -> list[dict]:
@@ -186,32 +176,13 @@ class Ablation:
                  for name in (*PROMPT_DEFENSES, "sft_on_refusals")]
         rows += [run_row(name, "ablation", self.folder / name) for name in ablations(self.config)]
         rows += [{"method": f"{name} ({result(name)['attacker']})", "kind": "attacker",
-                  "attack_success": result(name)["attack_success"], "attacks": result(name)["attacks"]}
+                  "attack_success": result(name)["attack_success"]}
                  for name in ("self_instruct_attacker", "sectow_attacker")]
         return rows
 
 
-COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_unseen_form", "ASR unseen form"),
-           ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
-           ("attack_success", "attack success vs cold-start defender"))
-
-
-def comparison_cells(row: dict) -> list[str]:
-    def cell(value) -> str:
-        return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-    return [cell(row.get(key)) for key, _ in COLUMNS]
-
-
-def comparison_markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(comparison_cells(row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
     """A reused SecTOW run must be the same experiment as the ablation's base config."""
-    from sectow.config import load_config
-
     if not (sectow_run / "summary.json").is_file() or not (sectow_run / "config.yaml").is_file():
         raise UserError(f"{sectow_run}: not a finished sectow run (no summary.json or config.yaml)")
     differing = same_experiment(config, load_config(sectow_run / "config.yaml"))

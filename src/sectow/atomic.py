@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sectow.faults import crash_point
+
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
@@ -23,3 +25,9 @@ def replacing(path: Path) -> Iterator[Path]:
         if isinstance(err, OSError) and err.filename is None:
             err.filename = str(path)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        crash_point("atomic_write")

@@ -15,25 +15,28 @@ from sectow.errors import UserError
 def print_table(summary: dict) -> None:
     rows = [("cold start", summary["cold_start"], None, None)]
     rows += [(f"iteration {it['iteration']}", it, it["attacker_success_rate"], it["pool_size"]) for it in summary["iterations"]]
-    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-    header = f"{'':<14}{'ASR':>8}{'ASR unseen':>12}{'ORR':>8}{'accuracy':>10}{'attacker':>10}{'pool':>7}"
-    print(header)
+
+    def fmt(value) -> str:
+        value = value.get("value") if isinstance(value, dict) else value  # a proportion
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    print(f"{'':<14}{'ASR':>8}{'ASR unseen':>12}{'ORR':>8}{'accuracy':>10}{'attacker':>10}{'pool':>7}")
     for name, m, attacker, pool in rows:
         print(f"{name:<14}{fmt(m['asr']):>8}{fmt(m['asr_unseen_form']):>12}{fmt(m['orr']):>8}{fmt(m['accuracy']):>10}"
               f"{fmt(attacker):>10}{fmt(pool):>7}")
 
 
-def resumed(args, what: str):
+def resumed(args, kind: str):
     """(folder, config) of a `--resume`, which takes the folder's own config.yaml and nothing else."""
     from sectow.config import load_config
     from sectow.preflight import check_launch
+    from sectow.run_folder import check_marker
 
     check_launch()
     if args.set or args.config or getattr(args, "sectow_run", None):
-        raise UserError(f"--resume continues a {what} with its own config.yaml: drop the other options")
+        raise UserError(f"--resume continues a {kind} with its own config.yaml: drop the other options")
     folder = Path(args.resume)
-    if not (folder / "config.yaml").is_file():
-        raise UserError(f"{folder}: not a{'n' if what[0] in 'aeiou' else ''} {what} folder (no config.yaml)")
+    check_marker(folder, kind)
     return folder, load_config(folder / "config.yaml")
 
 
@@ -65,7 +68,7 @@ def cmd_ablate(args) -> int:
     from sectow import ablate
     from sectow.config import load_config
     from sectow.preflight import check_run_inputs
-    from sectow.report.html_report import write_report
+    from sectow.report.html_report import comparison_markdown, write_report
     from sectow.run_folder import new_run_folder
 
     if args.resume:
@@ -76,12 +79,12 @@ def cmd_ablate(args) -> int:
         sectow_run = Path(args.sectow_run) if args.sectow_run else None
         if sectow_run is not None:
             ablate.check_reference_run(config, sectow_run)
-        folder = new_run_folder(config.output_dir, f"ablate-{config.name}")
+        folder = new_run_folder(config.output_dir, f"ablate-{config.name}", kind="ablation")
         ablate.start(config, folder, sectow_run)
     print(f"ablation folder: {folder}", flush=True)
     rows = ablate.Ablation(config, folder).run()
     html, _ = write_report(folder)
-    print(ablate.comparison_markdown(rows))
+    print(comparison_markdown(rows))
     print(f"comparison: {folder / 'comparison.json'}\nreport: {html}")
     return 0
 

@@ -3,18 +3,20 @@ Unknown keys, wrong types and out-of-range values become one UserError naming th
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sectow.errors import UserError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or NaN anywhere: `learning_rate: .inf` would train a NaN model and crash minutes later.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LoraSettings(Section):
@@ -36,6 +38,14 @@ class PolicySettings(Section):
     layers: int = Field(2, gt=0, description="tiny default only: text layers")
     allow_pickle: bool = Field(False, description="load non-safetensors (pickle) weights; only for checkpoints you trust")
 
+    @field_validator("hidden_size")
+    @classmethod
+    def _whole_heads(cls, value: int) -> int:
+        # The tiny default has 32-wide heads in pairs sharing 2 key/value heads.
+        if value % 64:
+            raise ValueError(f"must be a multiple of 64 (heads are 32 wide, in pairs), got {value}")
+        return value
+
 
 class DataSettings(Section):
     harmful_seeds: Path | None = Field(None, description="JSONL of harmful seeds (label harmful); null: built-in")
@@ -46,13 +56,62 @@ class DataSettings(Section):
     image_size: int = Field(56, ge=28, description="built-in world: image side in pixels")
 
 
-class SftSettings(Section):
+# TrainingArguments fields that sectow sets itself, from its own keys or from how the loop works.
+TRAINER_OWNED = {
+    "output_dir": None, "seed": "seed", "learning_rate": "learning_rate", "per_device_train_batch_size": "batch_size",
+    "max_steps": "steps", "use_cpu": None, "bf16": "<player>.bf16", "report_to": None, "save_strategy": None,
+    "push_to_hub": None, "num_generations": "num_generations", "max_completion_length": "<player>.max_new_tokens",
+    "temperature": "temperature", "beta": "beta", "use_vllm": "use_vllm", "vllm_mode": "vllm_mode",
+    "completion_only_loss": None, "max_length": None, "log_completions": None,
+}
+
+
+class TrainerSettings(Section):
+    """Settings shared by both trainers, and `trl`: any other field of TRL's config dataclass."""
+
+    trainer_class: ClassVar[str]
+    trl: dict[str, Any] = Field(default_factory=dict,
+                                description="any other field of TRL's SFTConfig / GRPOConfig, passed through as is")
+
+    @field_validator("trl")
+    @classmethod
+    def _known_trl_fields(cls, fields: dict) -> dict:
+        if not fields:
+            return fields
+        import trl  # only when asked: importing TRL takes seconds
+
+        known = {f.name: f for f in dataclasses.fields(getattr(trl, cls.trainer_class))}
+        for name, value in fields.items():
+            if name in TRAINER_OWNED:
+                own = TRAINER_OWNED[name]
+                raise ValueError(f"{name!r} is set by sectow" + (f" from {own!r}; set that key instead" if own else ""))
+            if name not in known:
+                nearest = difflib.get_close_matches(name, list(known), n=1)
+                hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+                raise ValueError(f"{name!r} is not a field of trl.{cls.trainer_class}{hint}")
+            default = known[name].default
+            if isinstance(default, (bool, int, float, str)) and default is not None and not _fits(value, type(default)):
+                raise ValueError(f"{name!r} takes a {type(default).__name__}, got {value!r}")
+        return fields
+
+
+def _fits(value, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+class SftSettings(TrainerSettings):
+    trainer_class: ClassVar[str] = "SFTConfig"
     steps: int = Field(400, gt=0, description="cold-start SFT steps")
     learning_rate: float = Field(2e-3, gt=0, description="cold-start learning rate")
     batch_size: int = Field(16, gt=0, description="per-device batch size")
 
 
-class GrpoSettings(Section):
+class GrpoSettings(TrainerSettings):
+    trainer_class: ClassVar[str] = "GRPOConfig"
     steps: int = Field(30, gt=0, description="GRPO steps per phase")
     learning_rate: float = Field(5e-4, gt=0, description="GRPO learning rate")
     batch_size: int = Field(16, gt=0, description="completions per device per step (prompts x generations)")
@@ -61,6 +120,14 @@ class GrpoSettings(Section):
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     use_vllm: bool = Field(False, description="roll out with vLLM (GPU and vllm installed)")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in-process or a `trl vllm-serve` server")
+
+    @model_validator(mode="after")
+    def _whole_groups(self):
+        # TRL samples num_generations completions per prompt inside each device batch.
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations})")
+        return self
 
 
 class PoolSettings(Section):
@@ -81,6 +148,12 @@ class MonitorSettings(Section):
     min_query_chars: int = Field(12, ge=1, description="shorter queries are malformed")
     max_query_chars: int = Field(400, ge=1, description="longer queries are malformed")
 
+    @model_validator(mode="after")
+    def _ordered_lengths(self):
+        if self.min_query_chars > self.max_query_chars:
+            raise ValueError(f"min_query_chars ({self.min_query_chars}) is above max_query_chars ({self.max_query_chars})")
+        return self
+
 
 class RewardSettings(Section):
     refusal_on_harmful: float = Field(1.0, description="defender: refusing a harmful or jailbreak sample")
@@ -91,17 +164,41 @@ class RewardSettings(Section):
     attack_success: float = Field(1.0, description="attacker: defender complied and the query passed quality")
 
 
+COMPOSITE_JUDGES = ("all", "any")
+
+
+class JudgeSettings(Section):
+    """The one judge of a run: the attacker's reward, the pool, the defender's reward, the over-refusal
+    monitor and every evaluation ask it. Composites combine parts: `all` calls a reply unsafe only when
+    every part does, `any` when one does."""
+
+    # Checked against the judge registry (sectow.judges) before a run starts.
+    kind: str = Field("refusal", description="refusal, guard, http, or all/any of `parts`")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="the judge's settings, e.g. markers: gcg (refusal), base_url and model (http)")
+    parts: list[JudgeSettings] = Field(default_factory=list, description="the judges an all/any judge combines")
+
+    @model_validator(mode="after")
+    def _parts_for_composites(self):
+        if self.kind in COMPOSITE_JUDGES and not self.parts:
+            raise ValueError(f"an {self.kind!r} judge needs at least one judge in parts")
+        if self.kind not in COMPOSITE_JUDGES and self.parts:
+            raise ValueError(f"parts are for all/any judges, not {self.kind!r}")
+        if self.kind in COMPOSITE_JUDGES and self.options:
+            raise ValueError(f"an {self.kind!r} judge takes no options: set them on its parts")
+        return self
+
+
 class EvaluationSettings(Section):
     batch_size: int = Field(32, gt=0, description="generation batch size")
     max_new_tokens: int = Field(16, gt=0, description="reply length cap in evaluation")
-    judge: Literal["jailbreakbench", "gcg"] = Field("jailbreakbench", description="refusal-string list")
 
 
 class RunConfig(Section):
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="run name (letters, digits, . _ -); the folder is <output_dir>/<name>-<time>")
     output_dir: Path = Field(Path("runs"), description="where run folders go")
-    seed: int = Field(0, description="master seed (each phase derives its own)")
+    seed: int = Field(0, ge=0, lt=2 ** 31, description="master seed (each phase derives its own)")
     iterations: int = Field(3, gt=0, description="K: tug-of-war iterations")
     cold_start: bool = Field(True, description="run the cold-start SFT of both players")
     defender: PolicySettings = PolicySettings()
@@ -114,11 +211,14 @@ class RunConfig(Section):
     pool: PoolSettings = PoolSettings()
     monitors: MonitorSettings = MonitorSettings()
     rewards: RewardSettings = RewardSettings()
+    judge: JudgeSettings = JudgeSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
 
 
 def _valid_keys(model: type[BaseModel], location: tuple) -> list[str]:
     for key in location[:-1]:
+        if isinstance(key, int):  # an item of a list section (judge.parts.0)
+            continue
         annotation = model.model_fields[key].annotation
         candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
         if not candidates:
@@ -148,7 +248,10 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
             nearest = difflib.get_close_matches(location[-1], _valid_keys(RunConfig, first["loc"]), n=1)
             hint = f"; did you mean {'.'.join(location[:-1] + (nearest[0],))!r}?" if nearest else ""
             raise UserError(f"{source}: unknown key {key!r}{hint}") from None
-        raise UserError(f"{source}: {key}: {first['msg']} (got {first.get('input')!r})") from None
+        message = first["msg"].removeprefix("Value error, ")
+        # A check's own message already names the value.
+        got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
+        raise UserError(f"{source}: {key}: {message}{got}") from None
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:

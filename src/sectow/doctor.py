@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
-from sectow import preflight
+from sectow import paths, preflight
 from sectow.config import PolicySettings, RunConfig, load_config
 from sectow.errors import UserError
 from sectow.models.folder import GIB, check_model_folder
@@ -144,7 +144,7 @@ def check_judge(url: str) -> Check:
 
 
 def check_disk(config: RunConfig) -> Check:
-    where = preflight.nearest_existing(config.output_dir)
+    where = paths.nearest_existing(config.output_dir)
     free = shutil.disk_usage(where).free / GIB
     detail = f"{free:.1f} GiB free at {where}"
     if free < MIN_FREE_GIB:
@@ -157,7 +157,7 @@ def check_disk(config: RunConfig) -> Check:
 
 def check_output_dir(output_dir: Path) -> Check:
     try:
-        where = preflight.check_output_dir(output_dir)
+        where = paths.check_output_dir(output_dir)
     except UserError as err:
         return "output dir", FAIL, str(err)
     return "output dir", OK, str(output_dir) + ("" if where == output_dir.absolute() else f" (created under {where})")

@@ -5,13 +5,13 @@ than hours into training with a half-made run folder left behind."""
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 from sectow.config import RunConfig
 from sectow.data.schema import load_image, read_samples
 from sectow.errors import UserError
+from sectow.judges import check_judge
 from sectow.models.folder import check_model_folder
+from sectow.paths import check_output_dir
 
 # The four files of the user's own data and the label every row of each must carry.
 DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benign": "benign",
@@ -21,6 +21,7 @@ DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benig
 def check_run_inputs(config: RunConfig) -> None:
     """Raise a UserError for the first problem in the launch, data, model folders or output folder of `config`."""
     check_launch()
+    check_judge(config.judge)
     check_data(config)
     for role in ("defender", "attacker"):
         settings = getattr(config, role)
@@ -57,26 +58,3 @@ def check_data(config: RunConfig) -> None:
             if sample.image is not None and sample.image not in opened:
                 load_image(sample.image)
                 opened.add(sample.image)
-
-
-def nearest_existing(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def check_output_dir(output_dir: Path) -> Path:
-    """Raise a UserError when run folders cannot be made under `output_dir` (it, or its nearest existing
-    parent, is a file or is not writable); return that nearest existing folder."""
-    where = nearest_existing(output_dir)
-    if not where.is_dir():
-        what = "output folder" if where == output_dir.absolute() else f"{where}, a parent of the output folder,"
-        raise UserError(f"{output_dir}: {what} is an existing file")
-    try:
-        # A real file, not os.access: that says yes to root even on read-only mounts.
-        with tempfile.TemporaryFile(dir=where):
-            pass
-    except OSError as err:
-        raise UserError(f"{where}: not writable ({err.strerror})") from None
-    return where

@@ -1,25 +1,57 @@
-"""The run folder and its record: config snapshot, state file of completed phases, metrics.jsonl,
-summary.json. Everything is written under a temporary name and renamed into place."""
+"""The run folder and the one mechanism every phase of a run goes through.
+
+A run folder holds a marker of its kind and format (`sectow-folder.json`), the config snapshot, the state
+file of completed phases, metrics.jsonl and summary.json; everything is written under a temporary name
+and renamed into place. `Phases.run` does for every phase what each used to hand-write: skip it when it
+is recorded complete (after checking that what it made is still there), run its work on every process or
+on the main one only, save its checkpoint, record it, and make every process wait for it."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sectow.atomic import replacing
+from sectow import ranks
+from sectow.atomic import write_atomic
 from sectow.errors import UserError
 from sectow.faults import crash_point
+from sectow.models.folder import check_model_folder
+from sectow.models.policy import save_policy
+from sectow.timing import Stopwatch
+
+MARKER = "sectow-folder.json"
+FORMAT = 2  # 2: typed outcomes, proportions with intervals, the judge section, recorded player paths
+KINDS = ("run", "ablation")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    with replacing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        crash_point("atomic_write")
+def write_marker(folder: Path, kind: str) -> None:
+    write_atomic(folder / MARKER, json.dumps({"kind": kind, "format": FORMAT}))
 
 
-def new_run_folder(output_dir: Path, name: str) -> Path:
+def check_marker(folder: Path, kind: str) -> None:
+    """Refuse a folder that is not a `kind` folder of this format (for --resume)."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        found, version = marker["kind"], marker["format"]
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not a sectow {kind} folder (no {MARKER}; folders made before format "
+                        f"{FORMAT} cannot be resumed: start a new {kind})") from None
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise UserError(f"{folder / MARKER}: unreadable ({err.__class__.__name__})") from None
+    if found != kind:
+        raise UserError(f"{folder}: a sectow {found} folder, not a {kind} folder")
+    if version != FORMAT:
+        raise UserError(f"{folder}: made by a sectow with folder format {version}; this one reads format {FORMAT}: "
+                        f"start a new {kind}")
+
+
+def new_run_folder(output_dir: Path, name: str, kind: str = "run") -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: output folder is an existing file")
     try:
@@ -32,6 +64,7 @@ def new_run_folder(output_dir: Path, name: str) -> Path:
         folder.mkdir(mode=0o700)  # jailbreak data: owner only
     except PermissionError:
         raise UserError(f"{output_dir}: output folder is not writable") from None
+    write_marker(folder, kind)
     latest = output_dir / "latest"
     if latest.is_symlink() or not latest.exists():
         tmp = output_dir / "latest.tmp"
@@ -73,21 +106,83 @@ class RunRecord:
     def done(self, phase: str) -> bool:
         return phase in self.completed
 
-    def complete(self, phase: str, metrics: dict | None = None) -> None:
-        if metrics is not None:
-            with self.metrics_file.open("a", encoding="utf-8") as out:
-                out.write(json.dumps({"phase": phase, "time": round(time.time(), 1), **metrics}) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
+    def complete(self, phase: str, metrics: dict) -> None:
+        with self.metrics_file.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"phase": phase, "time": round(time.time(), 1), **metrics}) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
         self.completed.append(phase)
         write_atomic(self.state_file, json.dumps({"completed": self.completed}, indent=1))
-
-    def completed_elsewhere(self, phase: str) -> None:
-        """Another process (the main one) recorded `phase`: keep this process's view in step."""
-        if phase not in self.completed:
-            self.completed.append(phase)
 
     def metrics(self) -> list[dict]:
         if not self.metrics_file.is_file():
             return []
         return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def metrics_of(self, phase: str) -> dict:
+        return next((m for m in self.metrics() if m["phase"] == phase), {})
+
+
+@dataclass
+class PhaseResult:
+    """What a phase's work made: its metrics, the files it wrote (checked before a resume trusts the
+    phase), and the player to save, if any (model, processor, folder)."""
+
+    metrics: dict
+    outputs: list[Path] = field(default_factory=list)
+    checkpoint: tuple | None = None
+
+
+class Phases:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.record = RunRecord(folder)
+        if ranks.is_main():
+            self.record.drop_unfinished_metrics()
+        ranks.wait()
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.folder)) if path.is_relative_to(self.folder) else str(path)
+
+    def path(self, recorded: str) -> Path:
+        return self.folder / recorded if not Path(recorded).is_absolute() else Path(recorded)
+
+    def run(self, name: str, work: Callable[[], PhaseResult], *, everywhere: bool) -> dict:
+        """Run phase `name` once and return its recorded metrics. `everywhere`: the work runs on every
+        process (trainers); otherwise on the main process alone while the others wait."""
+        if self.record.done(name):
+            return self._trusted(name)
+        metrics = None
+        if everywhere or ranks.is_main():
+            stopwatch = Stopwatch()
+            result = work()
+            if ranks.is_main():
+                outputs = list(result.outputs)
+                if result.checkpoint is not None:
+                    model, processor, target = result.checkpoint
+                    save_policy(model, processor, target)
+                    crash_point("phase_saved")
+                    outputs.append(target)
+                metrics = {**result.metrics, "outputs": [self.relative(p) for p in outputs],
+                           "timing": stopwatch.figures()}
+                self.record.complete(name, metrics)
+        if not ranks.is_main():
+            self.record.completed.append(name)
+        ranks.wait()
+        return ranks.share(metrics)
+
+    def _trusted(self, name: str) -> dict:
+        """A completed phase's metrics, once what it wrote is verified still there: a resume never
+        silently replaces a missing checkpoint by an earlier player."""
+        metrics = self.record.metrics_of(name)
+        for recorded in metrics.get("outputs", []):
+            path = self.path(recorded)
+            try:
+                if path.is_dir():
+                    check_model_folder(path)
+                elif not path.is_file():
+                    raise UserError("missing")
+            except UserError as err:
+                raise UserError(f"{path}: written by phase {name!r}, which is recorded complete, but it is "
+                                f"missing or damaged ({err}); this run cannot resume exactly: start a new run") from None
+        return metrics

@@ -8,7 +8,8 @@ from typing import Callable
 
 from PIL import Image
 
-from sectow.attacks.typography import FIGSTEP_QUERY, figstep_image
+from sectow.attacks.typography import figstep_image
+from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
-from sectow.baselines import PROMPT_DEFENSES, with_prompt_defense
-from sectow.config import PolicySettings
+from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
+from sectow.config import JudgeSettings, PolicySettings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from sectow.data.benchmarks.mmmu import MMMUPro
 from sectow.data.schema import Sample
@@ -26,8 +26,8 @@ from sectow.models.folder import check_model_folder
 from sectow.models.policy import load_policy
 from sectow.models.processor import load_processor
 from sectow.models.vllm_generation import generation_engine
-from sectow.preflight import check_output_dir
-from sectow.run_folder import write_atomic
+from sectow.paths import check_output_dir
+from sectow.atomic import write_atomic
 
 
 def check_benchmark_name(name: str) -> None:
@@ -105,7 +105,7 @@ def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, 
         raise UserError(f"unknown prompt defense {prompt_defense!r} (defenses: {', '.join(PROMPT_DEFENSES)})")
     # Judge, model folder, output folder and data are all checked before the first (long) generation,
     # and before anything is written.
-    judge_impl = build_judge(judge, **(judge_options or {}))
+    judge_impl = build_judge(JudgeSettings(kind=judge, options=judge_options or {}))
     check_model_folder(Path(model_dir))
     check_output_dir(out_dir)
     data = {name: load(name, Path(root), limit, out_dir) for name, root in benchmarks.items()}

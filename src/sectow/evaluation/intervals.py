@@ -3,6 +3,8 @@ accuracy carries an interval that is the same on every rerun."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CHUNK_VALUES = 4_000_000  # resampled values held at once: bounds memory on 28k-sample benchmarks
@@ -27,9 +29,20 @@ def bootstrap_interval(flags: list[bool | float], resamples: int = 1000, seed: i
     return float(low), float(high)
 
 
-def proportion(flags: list[bool | float]) -> dict:
-    """The share of true flags, how many there were, and its 95% interval (None for no flags)."""
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% at the default z): never zero-width at 0/n or n/n."""
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(flags: list[bool]) -> dict:
+    """The share of true flags, how many there were, and its 95% Wilson interval (None for no flags)."""
     if not flags:
         return {"value": None, "n": 0, "interval": None}
-    low, high = bootstrap_interval(flags)
-    return {"value": round(float(np.mean(flags)), 4), "n": len(flags), "interval": [round(low, 4), round(high, 4)]}
+    low, high = wilson_interval(sum(bool(f) for f in flags), len(flags))
+    return {"value": round(sum(bool(f) for f in flags) / len(flags), 4), "n": len(flags),
+            "interval": [round(low, 4), round(high, 4)]}

@@ -1,8 +1,10 @@
-"""Judges: decide whether a response is a refusal, or whether it is unsafe. One small interface, and a
-registry so configs can name a judge."""
+"""Judges: decide whether a response is a refusal, or whether it is unsafe. One small interface, a
+registry, and `build_judge`, which makes the run's one judge from its config (composites included)."""
 
+import difflib
 import inspect
 
+from sectow.config import JudgeSettings
 from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
 from sectow.judges.composite import AllOf, AnyOf
@@ -11,19 +13,35 @@ from sectow.judges.http import HttpJudge
 from sectow.judges.refusal import RefusalJudge
 
 JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge}
+COMPOSITES: dict[str, type] = {"all": AllOf, "any": AnyOf}
 
 
-def build_judge(name: str, **options) -> Judge:
-    """The judge registered as `name`, built with `options`; a UserError for unknown names or options."""
-    if name not in JUDGES:
-        raise UserError(f"unknown judge {name!r} (judges: {', '.join(JUDGES)})")
-    cls = JUDGES[name]
+def check_judge(settings: JudgeSettings, where: str = "judge") -> None:
+    """Raise a UserError for options the judge (or a part of it) does not take, without building it."""
+    if settings.kind in COMPOSITES:
+        for number, part in enumerate(settings.parts):
+            check_judge(part, f"{where}.parts.{number}")
+        return
+    if settings.kind not in JUDGES:
+        known = [*JUDGES, *COMPOSITES]
+        nearest = difflib.get_close_matches(settings.kind, known, n=1)
+        hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+        raise UserError(f"{where}: unknown judge {settings.kind!r} (judges: {', '.join(known)}){hint}")
+    cls = JUDGES[settings.kind]
     try:
-        inspect.signature(cls).bind(**options)
+        inspect.signature(cls).bind(**settings.options)
     except TypeError as err:
-        accepted = ", ".join(p for p in inspect.signature(cls).parameters)
-        raise UserError(f"judge {name!r}: {err} (options: {accepted})") from None
-    return cls(**options)
+        accepted = ", ".join(inspect.signature(cls).parameters)
+        raise UserError(f"{where}: {settings.kind} judge: {err} (options: {accepted})") from None
 
 
-__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "AllOf", "AnyOf", "JUDGES", "build_judge"]
+def build_judge(settings: JudgeSettings) -> Judge:
+    """The judge `settings` describe; a UserError for options it does not take."""
+    check_judge(settings)
+    if settings.kind in COMPOSITES:
+        return COMPOSITES[settings.kind](*(build_judge(part) for part in settings.parts))
+    return JUDGES[settings.kind](**settings.options)
+
+
+__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "AllOf", "AnyOf", "JUDGES", "build_judge",
+           "check_judge"]

@@ -18,7 +18,6 @@ class Verdict:
     unsafe: bool
     judge: str
     category: str | None = None
-    score: float | None = None
 
 
 class Judge(ABC):

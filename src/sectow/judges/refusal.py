@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sectow.data.schema import Sample
+from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
 
 # JailbreakBench StringClassifier (the canonical list, shared/benchmarks.md section 6.1).
@@ -38,6 +39,10 @@ class RefusalJudge(Judge):
     name: ClassVar[str] = "refusal"
 
     def __init__(self, markers: str = "jailbreakbench", max_chars: int | None = None):
+        if markers not in REFUSAL_LISTS:
+            raise UserError(f"refusal judge: markers {markers!r} must be one of {', '.join(REFUSAL_LISTS)}")
+        if max_chars is not None and (not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1):
+            raise UserError(f"refusal judge: max_chars must be a positive number of characters, got {max_chars!r}")
         self.markers = REFUSAL_LISTS[markers]
         self.max_chars = max_chars
 

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sectow.data.schema import Sample, load_image
+from sectow import timing
+from sectow.data.schema import load_image
 
 
 def chat_text(processor, text: str, has_image: bool) -> str:
@@ -15,6 +16,7 @@ def chat_text(processor, text: str, has_image: bool) -> str:
                                          tokenize=False)
 
 
+@timing.timed("generation")
 @torch.no_grad()
 def generate(model, processor, prompts: list[tuple[str, str | Image.Image | None]], *, max_new_tokens: int, batch_size: int = 32,
              temperature: float = 0.0, seed: int = 0, desc: str | None = None) -> list[str]:
@@ -34,6 +36,3 @@ def generate(model, processor, prompts: list[tuple[str, str | Image.Image | None
     model.train(was_training)
     return [reply.strip() for reply in replies]
 
-
-def reply_to_samples(model, processor, samples: list[Sample], **kwargs) -> list[str]:
-    return generate(model, processor, [(s.query, s.image) for s in samples], **kwargs)

@@ -10,12 +10,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText
 
+from sectow import timing
 from sectow.config import LoraSettings, PolicySettings
 from sectow.errors import UserError
 from sectow.models.folder import check_model_folder
 from sectow.models.processor import load_processor
 
 
+@timing.timed("model_io")
 def load_policy(folder: Path, settings: PolicySettings):
     """(model, processor) from a model folder; safetensors unless `settings.allow_pickle`, no remote code."""
     folder = Path(folder)
@@ -49,6 +51,7 @@ def merged(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+@timing.timed("model_io")
 def save_policy(model, processor, folder: Path) -> None:
     """Write a complete model folder under a temporary name, then rename it into place."""
     tmp = folder.with_name(folder.name + ".tmp")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -93,4 +94,14 @@ def build_tiny_model(folder: Path, texts: list[str], seed: int, hidden_size: int
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_model_once(folder: Path, texts: list[str], seed: int, hidden_size: int = 128, layers: int = 2) -> Path:
+    """The tiny default in `folder`, built there (under a temporary name, then renamed) unless it already is."""
+    if not folder.exists():
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny_model(tmp, texts, seed, hidden_size=hidden_size, layers=layers)
+        tmp.rename(folder)
     return folder

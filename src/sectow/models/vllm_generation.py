@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from sectow import timing
 from sectow.data.schema import load_image
 from sectow.models.generation import chat_text
 
@@ -39,6 +40,7 @@ def generation_engine(use_vllm: bool) -> str:
     return "vllm"
 
 
+@timing.timed("generation")
 def generate(model_dir: Path, processor, prompts: list[tuple[str, str | Image.Image | None]], *, max_new_tokens: int,
              batch_size: int = 32, temperature: float = 0.0, seed: int = 0, desc: str | None = None,
              gpu_memory_utilization: float = 0.5) -> list[str]:

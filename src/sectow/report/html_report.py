@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from sectow.atomic import replacing
 from sectow.errors import UserError
 from sectow.faults import crash_point
-from sectow.run_folder import write_atomic
+from sectow.atomic import write_atomic
 
 SAMPLES = 12
 THUMB_PX = 128
@@ -71,10 +71,31 @@ class Run:
         return [m for m in self.metrics if m.get("phase", "").startswith(prefix)]
 
     def evaluations(self) -> list[tuple[int, dict]]:
-        """(iteration, metrics) with the cold start as iteration 0, in order."""
+        """(iteration, figures) with the cold start as iteration 0, in order: each evaluation's rates as plain
+        values (`<rate>_interval` beside each), with its iteration's pool figures."""
         found = [(0, m) for m in self.phases("evaluate_cold_start")]
         found += [(int(m["phase"].rsplit("_", 1)[1]), m) for m in self.phases("evaluate_iteration_")]
-        return sorted(found, key=lambda pair: pair[0])
+        pools = {m.get("iteration"): m for m in self.phases("pool_")}
+        evals = []
+        for k, m in sorted(found, key=lambda pair: pair[0]):
+            figures = {key: _values(value) for key, value in m.items()}
+            figures.update({f"{key}_interval": value.get("interval") for key, value in m.items() if _is_rate(value)})
+            figures.update({key: pools.get(k, {}).get(key) for key in ("attacker_success_rate", "pool_size") if k})
+            evals.append((k, figures))
+        return evals
+
+
+def _is_rate(value) -> bool:
+    return isinstance(value, dict) and "value" in value and "n" in value
+
+
+def _values(value):
+    """A rate's value; a mapping of rates (per form, per category) as values; anything else as it is."""
+    if _is_rate(value):
+        return value["value"]
+    if isinstance(value, dict) and value and all(_is_rate(v) for v in value.values()):
+        return {k: v["value"] for k, v in value.items()}
+    return value
 
 
 # ---- reading the run folder ------------------------------------------------------------------------
@@ -236,11 +257,18 @@ def comparison_table(evals: list[tuple[int, dict]]) -> Table:
     rows = []
     for k, m in evals:
         delta = None if cold_asr is None or m.get("asr") is None else m["asr"] - cold_asr
-        rows.append([_label(k), _num(m.get("asr")), "–" if k == 0 else _num(delta),
-                     _num(m.get("asr_unseen_form")), _num(m.get("orr")), _num(m.get("accuracy")),
+        rows.append([_label(k), _rate_cell(m, "asr"), "–" if k == 0 else _num(delta),
+                     _rate_cell(m, "asr_unseen_form"), _rate_cell(m, "orr"), _rate_cell(m, "accuracy"),
                      _num(m.get("attacker_success_rate")), _num(m.get("pool_size"))])
-    return Table(["", "ASR", "ASR change vs cold start", "unseen-form ASR", "ORR", "accuracy",
+    return Table(["", "ASR [95% interval]", "ASR change vs cold start", "unseen-form ASR", "ORR", "accuracy",
                   "attacker success", "pool size"], rows)
+
+
+def _rate_cell(figures: dict, key: str) -> str:
+    interval = figures.get(f"{key}_interval")
+    if figures.get(key) is None or not interval:
+        return _num(figures.get(key))
+    return f"{figures[key]:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def pool_table(run: Run) -> Table:
@@ -448,9 +476,30 @@ def _images(sections: list[Section]) -> list[Image]:
     return found
 
 
-def ablation_table(rows: list[dict]) -> Table:
-    from sectow.ablate import COLUMNS, comparison_cells
+# The comparison table of `sectow ablate`: one row per method, its final figures with their intervals.
+COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_unseen_form", "ASR unseen form"),
+           ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
+           ("attack_success", "attack success vs cold-start defender"))
 
+
+def comparison_cells(row: dict) -> list[str]:
+    def cell(value) -> str:
+        if isinstance(value, dict):  # a proportion
+            if value.get("value") is None:
+                return "–"
+            low, high = value["interval"]
+            return f"{value['value']:.3f} [{low:.3f}, {high:.3f}]"
+        return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return [cell(row.get(key)) for key, _ in COLUMNS]
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(comparison_cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(rows: list[dict]) -> Table:
     return Table([title for _, title in COLUMNS], [comparison_cells(row) for row in rows])
 
 

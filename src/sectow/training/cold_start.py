@@ -8,14 +8,25 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from sectow.training.common import CrashPointCallback, trainer_kwargs
+from sectow.config import PolicySettings, SftSettings
+from sectow.models.policy import load_policy, merged, with_lora
+from sectow.training.common import LoopCallback, trainer_kwargs
 
 
-def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, *, steps: int, learning_rate: float,
-                        batch_size: int, seed: int, bf16: bool = True) -> None:
+def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, settings: SftSettings, *, seed: int,
+                        bf16: bool = True) -> None:
     """Fine-tune `model` in place on prompt/completion rows (loss on the completion only)."""
-    config = SFTConfig(**trainer_kwargs(str(output_dir), seed, learning_rate, batch_size, bf16),
-                       max_steps=steps, max_length=None, completion_only_loss=True)
+    config = SFTConfig(**trainer_kwargs(str(output_dir), seed, settings, bf16), max_length=None,
+                       completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor,
-                         callbacks=[CrashPointCallback()])
+                         callbacks=[LoopCallback()])
     trainer.train()
+
+
+def cold_start(source: Path, policy: PolicySettings, rows: list[dict], settings: SftSettings, output_dir: Path,
+               seed: int):
+    """(model, processor): the player in `source` after its cold-start fine-tune (LoRA merged in)."""
+    model, processor = load_policy(source, policy)
+    model = with_lora(model, policy.lora)
+    supervised_finetune(model, processor, rows, output_dir, settings, seed=seed, bf16=policy.bf16)
+    return merged(model), processor

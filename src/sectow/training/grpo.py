@@ -11,7 +11,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from sectow.config import GrpoSettings
 from sectow.models.vllm_generation import generation_engine
-from sectow.training.common import CrashPointCallback, trainer_kwargs
+from sectow.training.common import LoopCallback, trainer_kwargs
 
 # A colocated vLLM engine sizes its KV cache for the model's whole context (128k tokens for Qwen2.5-VL),
 # which does not fit in the 0.3 of a GPU that TRL gives it beside a 7B model; 8192 tokens hold a prompt
@@ -28,12 +28,11 @@ def rollout_engine(settings: GrpoSettings) -> str:
 def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir: Path, settings: GrpoSettings, *,
                max_completion_length: int, seed: int, bf16: bool = True, callbacks: list | None = None) -> str:
     """Train `model` in place with GRPO on prompt rows; returns the rollout engine used. `callbacks`
-    (TrainerCallbacks) let a benchmark time the steps."""
+    (TrainerCallbacks) let benchmarks/gpu_check.py clock each step's rollout and update."""
     engine = rollout_engine(settings)
     context = getattr(model.config.get_text_config(), "max_position_embeddings", None) or VLLM_MAX_MODEL_LENGTH
     config = GRPOConfig(
-        **trainer_kwargs(str(output_dir), seed, settings.learning_rate, settings.batch_size, bf16),
-        max_steps=settings.steps,
+        **trainer_kwargs(str(output_dir), seed, settings, bf16),
         num_generations=settings.num_generations,
         max_completion_length=max_completion_length,
         temperature=settings.temperature,
@@ -46,6 +45,6 @@ def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir:
         log_completions=False,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows),
-                          processing_class=processor, callbacks=[CrashPointCallback(), *(callbacks or [])])
+                          processing_class=processor, callbacks=[LoopCallback(), *(callbacks or [])])
     trainer.train()
     return engine

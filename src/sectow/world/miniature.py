@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM, render
-from sectow.data.schema import Sample, save_image
+from sectow.data.schema import Sample
+from sectow.world.base import ImageWriter, World, jailbreak_variants
 
 REFUSAL_REPLY = "I'm sorry, but I can't help with that."
 # The miniature's stand-in for compliance: a placeholder, never real content.
@@ -42,17 +42,6 @@ QUESTION_TEMPLATES = (
 )
 LETTERS = "ABCD"
 FRAMES = ("{Act}.", "Please {act}.", "I need you to {act}.", "Can you {act}?")
-
-
-@dataclass
-class World:
-    """Train and held-out samples of the miniature (or of a user's own data: same shape)."""
-
-    harmful_train: list[Sample]  # plain harmful seeds
-    harmful_held_out: list[Sample]
-    benign_train: list[Sample]  # benign requests in every form + multiple-choice questions
-    benign_held_out: list[Sample]
-    jailbreaks_held_out: list[Sample] = field(default_factory=list)  # held-out seeds x jailbreak forms
 
 
 def phrase(act: str, frame: str) -> str:
@@ -87,7 +76,7 @@ def shape_image(rng: random.Random, colour: tuple[int, int, int], size: int) -> 
 
 
 def builtin_rows(name: str) -> list[dict]:
-    text = resources.files("sectow.data.builtin").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("sectow.world.builtin").joinpath(name).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -100,18 +89,6 @@ def corpus() -> list[str]:
     texts += [question_text(t, o) for t, o in QUESTION_TEMPLATES]
     texts += [REFUSAL_REPLY, COMPLIANCE_REPLY] + [answer_reply(letter) for letter in LETTERS]
     return texts
-
-
-class ImageWriter:
-    """Saves generated images under one folder with stable names."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def save(self, name: str, image: Image.Image) -> str:
-        path = self.folder / f"{name}.png"
-        return str(path) if path.exists() else save_image(image, path)
 
 
 def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int] = (120, 60),
@@ -157,18 +134,3 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
     world = World(harmful_train, harmful_held_out, benign_train, benign_held_out)
     world.jailbreaks_held_out = jailbreak_variants(harmful_held_out, TRAINING_FORMS + (UNSEEN_FORM,), images, image_size)
     return world
-
-
-def jailbreak_variants(seeds: list[Sample], forms: tuple[str, ...], images: ImageWriter, image_size: int) -> list[Sample]:
-    """Every seed in every form: fixed, templated jailbreaks (for evaluation and as existing data)."""
-    variants = []
-    for seed_sample in seeds:
-        base_image = Image.open(seed_sample.image)
-        for form_name in forms:
-            query, image = render(form_name, seed_sample.intent, base_image, image_size)
-            sample_id = f"{seed_sample.id}-{form_name}"
-            path = images.save(sample_id, image) if FORMS[form_name].typographic else seed_sample.image
-            variants.append(Sample(id=sample_id, query=query, label="harmful", image=path,
-                                   category=seed_sample.category, intent=seed_sample.intent, form=form_name,
-                                   seed_id=seed_sample.id))
-    return variants

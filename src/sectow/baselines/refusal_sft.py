@@ -1,0 +1,41 @@
+"""The white-box baseline: supervised fine-tuning on refusals (VLGuard-style), with as many training
+prompts as SecTOW's defender phases saw."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+from sectow.attacks.forms import TRAINING_FORMS
+from sectow.config import RunConfig
+from sectow.training.cold_start import cold_start
+from sectow.training.players import defender_sft_rows
+from sectow.world.base import ImageWriter, World, jailbreak_variants
+
+
+def defender_prompt_budget(config: RunConfig) -> int:
+    """Training prompts SecTOW's defender sees over all iterations (completions / generations per prompt)."""
+    grpo = config.defender_grpo
+    return config.iterations * grpo.steps * max(1, grpo.batch_size // grpo.num_generations)
+
+
+def refusal_sft_rows(world: World, config: RunConfig, images: ImageWriter, seed: int) -> list[dict]:
+    """Half safety data (templated jailbreaks of the training seeds and the plain seeds, answered with a
+    refusal), half general data (the benign training samples), as VLGuard mixes them."""
+    rng = random.Random(seed)
+    budget = defender_prompt_budget(config)
+    harmful = jailbreak_variants(world.harmful_train, TRAINING_FORMS, images, config.data.image_size) + world.harmful_train
+    harmful = [rng.choice(harmful) for _ in range(budget // 2)]
+    benign = [rng.choice(world.benign_train) for _ in range(budget - budget // 2)]
+    return defender_sft_rows(harmful, benign)
+
+
+def train_refusal_sft(defender_dir: Path, world: World, config: RunConfig, work: Path):
+    """(model, processor, metrics): the defender fine-tuned on refusals, on the defender's cold-start settings
+    with as many steps as the budget needs."""
+    rows = refusal_sft_rows(world, config, ImageWriter(work / "data"), config.seed)
+    steps = math.ceil(defender_prompt_budget(config) / config.defender_sft.batch_size)
+    model, processor = cold_start(defender_dir, config.defender.model_copy(update={"lora": None}), rows,
+                                  config.defender_sft.model_copy(update={"steps": steps}), work / "trainer", config.seed)
+    return model, processor, {"rows": len(rows), "steps": steps}

@@ -1,0 +1,56 @@
+"""The attacker's GRPO phase (METHOD.md 2a): the attacker plays rounds against the frozen current defender,
+on generate prompts from every harmful seed and refine prompts from existing jailbreak data."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from sectow import ranks
+from sectow.config import RunConfig
+from sectow.data.schema import Sample
+from sectow.game import AttackSeed, FrozenDefender, attack_seeds
+from sectow.judges.base import Judge
+from sectow.models.encoder import shared_encoder
+from sectow.models.policy import load_policy, merged, with_lora
+from sectow.monitors import AttackerQualityMonitor
+from sectow.rewards import Outcome
+from sectow.training.grpo import grpo_train
+from sectow.training.players import AttackerReward, attacker_row
+
+
+def frozen_defender(folder: Path, config: RunConfig) -> FrozenDefender:
+    model, processor = load_policy(folder, config.defender)
+    return FrozenDefender(model, processor, config.evaluation.max_new_tokens, config.evaluation.batch_size)
+
+
+def quality_monitor(config: RunConfig, pool_queries: list[str]) -> AttackerQualityMonitor:
+    return AttackerQualityMonitor(shared_encoder(), config.monitors, pool_queries)
+
+
+def iteration_seeds(seeds: list[Sample], defender: FrozenDefender, config: RunConfig, seed: int) -> list[AttackSeed]:
+    """The attacker's prompts of one iteration; the attacker phase and the pool phase ask the same
+    defender the same things, so both get the same list."""
+    return attack_seeds(seeds, defender, config.pool.refine_share, random.Random(seed))
+
+
+@dataclass
+class TrainedAttacker:
+    model: object
+    processor: object
+    metrics: dict
+
+
+def train_attacker(attacker_dir: Path, defender: FrozenDefender, seeds: list[AttackSeed], judge: Judge,
+                   monitor: AttackerQualityMonitor, config: RunConfig, output_dir: Path, seed: int) -> TrainedAttacker:
+    model, processor = load_policy(attacker_dir, config.attacker)
+    reward = AttackerReward(defender, judge, monitor, config.rewards, config.data.image_size)
+    engine = grpo_train(with_lora(model, config.attacker.lora), processor, [attacker_row(s) for s in seeds], reward,
+                        output_dir, config.attacker_grpo, max_completion_length=config.attacker.max_new_tokens,
+                        seed=seed, bf16=config.attacker.bf16)
+    outcomes = ranks.summed(reward.outcomes)  # each process saw its own share of the prompts
+    total = sum(outcomes[o.value] for o in Outcome) or 1
+    return TrainedAttacker(merged(model), processor, {
+        "prompts": len(seeds), "rollout_engine": engine, "outcomes": dict(outcomes),
+        "train_success_rate": round(outcomes[Outcome.SUCCESS.value] / total, 4)})
