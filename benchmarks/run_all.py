@@ -1,18 +1,17 @@
-"""Every performance figure of sectow in one command (issue 4): prints `name value` lines on stdout,
-a breakdown of the tug-of-war loop's overhead on stderr, and writes the figures with the machine's
-facts to benchmarks/results/run_all.json (run_all_quick.json under --quick).
+"""Every performance figure of sectow in one command: prints `name value` lines on stdout, a breakdown of
+the tug-of-war loop's time on stderr, and writes the figures with the machine's facts to
+benchmarks/results/run_all.json (run_all_quick.json under --quick).
 
     python benchmarks/run_all.py [--quick] [--threads N]
 
 - eval_batched_speedup: sequences/s of `evaluate_defender` at the configured eval batch size over
   batch size 1, same tiny model, same held-out samples, same process.
 - loop_overhead_ratio: wall time of the last SecTOW iteration (attacker GRPO, pool, defender GRPO,
-  evaluation) over the time spent inside trainer steps and generation. Everything else counts as
-  loop overhead: trainer construction, train() set-up, datasets, model loading and saving, LoRA
-  merges, sentence encoding, image loading and rendering, judging, bookkeeping. The breakdown also
-  tallies repeated work: greedy replies the same weights already gave, sentences already encoded.
+  evaluation) over the time spent inside trainer steps and generation, as the loop itself records
+  them per phase in metrics.jsonl (`timing`: trainer, generation, and everything else by kind:
+  model loading and saving, sentence encoding, ...). Nothing is patched: this is what every run logs.
 - default_run_seconds, default_run_peak_rss_mb: one `sectow run` as `make run` starts it (--quick:
-  the micro config of the tests, marked `"config": "micro"`).
+  configs/micro.yaml, marked `"config": "micro"`).
 - grpo_step_seconds_small / _large with params_small / _large: median seconds of a GRPO step (trainer
   construction and the first step excluded) on the tiny model at two sizes.
 
@@ -22,10 +21,8 @@ records the load average at start and end."""
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import datetime
-import functools
 import json
 import os
 import platform
@@ -43,309 +40,59 @@ sys.path.insert(0, str(Path(__file__).parent))
 from default_run import RESULTS, measure_default_run
 
 REPO = Path(__file__).resolve().parent.parent
-# Time inside these spans is the work the loop exists for; every other span is overhead.
-USEFUL = ("trainer_step", "grpo_rollout", "generate")
+MICRO = REPO / "configs" / "micro.yaml"
 
 
-def micro_overrides() -> list[str]:
-    """The tests' micro config (tests/conftest.py), read without importing pytest."""
-    tree = ast.parse((REPO / "tests" / "conftest.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MICRO_OVERRIDES" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise RuntimeError("tests/conftest.py: MICRO_OVERRIDES not found")
+# ---- the loop's own timings ---------------------------------------------------------------------
+def iteration_breakdown(metrics: list[dict], k: int) -> dict:
+    """Wall, useful (trainer steps + generation) and other seconds of iteration k's phases, from the
+    `timing` each phase recorded, with the other seconds by kind and by phase."""
+    phases = [m for m in metrics if m["phase"] in (f"attacker_grpo_{k}", f"pool_{k}", f"defender_grpo_{k}",
+                                                   f"evaluate_iteration_{k}")]
+    wall = sum(m["timing"]["wall_s"] for m in phases)
+    useful = sum(m["timing"]["trainer_s"] + m["timing"]["generation_s"] for m in phases)
+    by_kind: dict[str, float] = defaultdict(float)
+    for m in phases:
+        for kind, seconds in m["timing"]["other_by_kind_s"].items():
+            by_kind[kind] += seconds
+    by_kind["unlabelled"] = wall - useful - sum(by_kind.values())
+    return {"wall_seconds": round(wall, 2), "useful_seconds": round(useful, 2), "overhead_seconds": round(wall - useful, 2),
+            "ratio": round(wall / useful, 3),
+            "trainer_seconds": round(sum(m["timing"]["trainer_s"] for m in phases), 2),
+            "generation_seconds": round(sum(m["timing"]["generation_s"] for m in phases), 2),
+            "overhead_by_kind": {kind: round(v, 2) for kind, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+            "by_phase": {m["phase"]: m["timing"] for m in phases}}
 
 
-# ---- a span profiler: self time per (phase, label, caller) -------------------------------------
-class Profile:
-    """Nested spans; each span's time minus its children's is credited to its label (and the label
-    of the span that called it) under the current loop phase, so the self times of one window add
-    up to its wall time. `count` keeps plain tallies (sentences encoded, repeated prompts, ...)."""
-
-    def __init__(self):
-        self.phase = "setup"
-        self.self_seconds: dict[tuple[str, str, str], float] = defaultdict(float)
-        self.calls: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.counts: dict[tuple[str, str], float] = defaultdict(float)
-        self._stack: list[list] = []  # [label, start, children's seconds]
-
-    def push(self, label: str) -> None:
-        self._stack.append([label, time.perf_counter(), 0.0])
-
-    def pop(self, label: str) -> float:
-        top, start, children = self._stack.pop()
-        assert top == label, f"span {label!r} closed while {top!r} was open"
-        elapsed = time.perf_counter() - start
-        key = (self.phase, label, self._stack[-1][0] if self._stack else "-")
-        self.self_seconds[key] += elapsed - children
-        self.calls[key] += 1
-        if self._stack:
-            self._stack[-1][2] += elapsed
-        return elapsed
-
-    def count(self, name: str, amount: float) -> None:
-        self.counts[(self.phase, name)] += amount
-
-    def wrap(self, owner, name: str, label: str, tally=None) -> None:
-        """Replace owner.name (a module function or a class's method) by a timed version. `tally`,
-        if given, is called as tally(seconds, *args, **kwargs) after each call, outside the span."""
-        original = getattr(owner, name, None)
-        if original is None:
-            print(f"run_all: {getattr(owner, '__name__', owner)}.{name} not found, not timed", file=sys.stderr)
-            return
-
-        @functools.wraps(original)
-        def timed(*args, **kwargs):
-            self.push(label)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                seconds = self.pop(label)
-                if tally is not None:
-                    self.push("profiler")
-                    tally(seconds, *args, **kwargs)
-                    self.pop("profiler")
-
-        setattr(owner, name, timed)
-
-    def snapshot(self) -> tuple:
-        return dict(self.self_seconds), dict(self.calls), dict(self.counts)
-
-
-class RepeatTally:
-    """How much of a call's work repeats work already done in this run: greedy generation of a
-    prompt the same weights already answered, or a sentence the encoder already embedded. Its cost is
-    estimated as the call's seconds times the repeated share of its inputs."""
-
-    def __init__(self, profile: Profile, name: str):
-        self.profile, self.name, self.seen = profile, name, set()
-
-    def __call__(self, seconds: float, keys: list) -> None:
-        repeated = 0
-        for key in keys:
-            repeated += key in self.seen
-            self.seen.add(key)
-        self.profile.count(f"{self.name}_items", len(keys))
-        self.profile.count(f"{self.name}_repeated_items", repeated)
-        self.profile.count(f"{self.name}_repeated_seconds", seconds * repeated / max(1, len(keys)))
-
-
-def weights_fingerprint(model) -> float:
-    return float(sum(p.detach().float().sum() for p in model.parameters()))
-
-
-def image_key(image):
-    import hashlib
-
-    if image is None or isinstance(image, (str, Path)):
-        return str(image)
-    return hashlib.sha1(image.tobytes()).hexdigest()
-
-
-def generation_tally(profile: Profile):
-    repeats = RepeatTally(profile, "generate")
-
-    def tally(seconds, model, processor, prompts, *_, **kwargs):
-        if kwargs.get("temperature", 0.0) > 0:  # sampled: a repeat is new work
-            profile.count("generate_items", len(prompts))
-            return
-        fingerprint = weights_fingerprint(model)
-        repeats(seconds, [(fingerprint, text, image_key(image), kwargs.get("max_new_tokens")) for text, image in prompts])
-
-    return tally
-
-
-def encoder_tally(profile: Profile):
-    repeats = RepeatTally(profile, "encode")
-
-    def tally(seconds, encoder, texts):
-        repeats(seconds, list(texts))
-        profile.count("encode_empty_items", sum(not t for t in texts))
-
-    return tally
-
-
-def step_timer(on_step):
-    """A TrainerCallback calling on_step("begin"/"end") around each optimizer step."""
-    from transformers import TrainerCallback
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            on_step("begin")
-
-        def on_step_end(self, args, state, control, **kwargs):
-            on_step("end")
-
-    return StepTimer()
-
-
-def instrument(profile: Profile) -> None:
-    """Time the names the loop calls, where the loop looks them up (module globals, class methods)."""
-    import datasets
-    import transformers
-    import trl
-    import trl.trainer.grpo_trainer as grpo_trainer_module
-
-    import sectow.tug_of_war as tow
-    from sectow.judges.refusal import RefusalJudge
-    from sectow.models import generation, policy
-    from sectow.monitors import AttackerQualityMonitor, SentenceEncoder
-    from sectow.pool import JailbreakPool
-    from sectow.run_folder import RunRecord
-    from sectow.training import players, prompts
-
-    for name, label in (("load_policy", "load_policy"), ("with_lora", "lora_wrap"), ("merged", "lora_merge"),
-                        ("save_policy", "save_checkpoint"), ("grpo_train", "grpo_train"),
-                        ("supervised_finetune", "supervised_finetune"), ("evaluate_defender", "evaluate_defender"),
-                        ("save_image", "image_save"), ("load_world", "load_world"),
-                        ("build_tiny_model", "build_tiny_model")):
-        profile.wrap(tow, name, label)
-    generated = generation_tally(profile)
-    # generate as the loop, evaluation (reply_to_samples) and the attacker's reward (the frozen defender) call it
-    for module in (tow, generation, players):
-        profile.wrap(module, "generate", "generate", generated)
-    profile.wrap(policy, "load_processor", "load_processor")
-    profile.wrap(generation, "load_image", "image_load")
-    profile.wrap(players, "defender_input", "image_render")
-    profile.wrap(players, "load_image", "image_load")
-    profile.wrap(prompts, "load_image", "image_load")
-    profile.wrap(RefusalJudge, "judge", "judge")
-    profile.wrap(SentenceEncoder, "__init__", "encoder_load")
-    profile.wrap(SentenceEncoder, "encode", "encoder_encode", encoder_tally(profile))
-    profile.wrap(AttackerQualityMonitor, "add_to_pool", "quality_pool_vectors")
-    profile.wrap(AttackerQualityMonitor, "score", "quality_score")
-    profile.wrap(players.AttackOutcome, "run", "attack_outcome")  # parse, render, ask the defender, judge, monitor
-    for name in ("records", "samples", "write_iteration"):
-        profile.wrap(JailbreakPool, name, "pool_io")
-    for name in ("complete", "metrics"):
-        profile.wrap(RunRecord, name, "record_io")
-    profile.wrap(tow.TugOfWar, "write_summary", "record_io")
-    profile.wrap(tow.TugOfWar, "_attacker_prompts", "attacker_prompts")
-    profile.wrap(tow.TugOfWar, "_defender_rows", "defender_rows")
-    profile.wrap(datasets.Dataset, "from_list", "dataset_build")
-    profile.wrap(grpo_trainer_module, "create_model_from_path", "ref_model_load")
-    profile.wrap(trl.GRPOTrainer, "_generate", "grpo_rollout")
-    profile.wrap(trl.GRPOTrainer, "_calculate_rewards", "grpo_reward")
-    profile.wrap(transformers.Trainer, "train", "trainer_train")
-    profile.wrap(transformers.Trainer, "get_batch_samples", "trainer_data")
-
-    def on_step(event: str) -> None:
-        (profile.push if event == "begin" else profile.pop)("trainer_step")
-
-    for trainer_class in (trl.GRPOTrainer, trl.SFTTrainer):
-        original_init = trainer_class.__init__
-
-        def init(self, *args, _original=original_init, **kwargs):
-            profile.push("trainer_init")
-            try:
-                _original(self, *args, **kwargs)
-            finally:
-                profile.pop("trainer_init")
-            self.add_callback(step_timer(on_step))
-
-        trainer_class.__init__ = init
-
-
-def phase_wrappers(profile: Profile, windows: dict) -> None:
-    """Name the current phase for the profile, and mark where each iteration starts and ends."""
-    import sectow.tug_of_war as tow
-
-    def phased(method_name: str, phase_of):
-        original = getattr(tow.TugOfWar, method_name)
-
-        @functools.wraps(original)
-        def run_phase(self, *args, **kwargs):
-            phase, iteration, edge = phase_of(*args)
-            if edge == "start":
-                windows[iteration] = {"start": time.perf_counter(), "before": profile.snapshot()}
-            outer, profile.phase = profile.phase, phase
-            profile.push("loop_self")
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                profile.pop("loop_self")
-                profile.phase = outer
-                if edge == "end":
-                    windows[iteration].update(end=time.perf_counter(), after=profile.snapshot())
-
-        setattr(tow.TugOfWar, method_name, run_phase)
-
-    phased("cold_start", lambda world: ("cold_start", None, None))
-    phased("attacker_phase", lambda k, *_: (f"attacker_grpo_{k}", k, "start"))
-    phased("pool_phase", lambda k, *_: (f"pool_{k}", k, None))
-    phased("defender_phase", lambda k, *_: (f"defender_grpo_{k}", k, None))
-    phased("evaluate", lambda name, *_: (f"evaluate_{name}", int(name.split("_")[1]) if name.startswith("iteration_")
-                                         else None, "end" if name.startswith("iteration_") else None))
-
-
-def window_breakdown(window: dict) -> dict:
-    """Wall, useful and overhead seconds of one iteration; overhead per label, per phase and per caller;
-    the profiler's own tallies are taken off the wall time."""
-    (before, calls_before, counts_before), (after, calls_after, counts_after) = window["before"], window["after"]
-    spent = {key: after[key] - before.get(key, 0.0) for key in after if after[key] - before.get(key, 0.0) > 1e-9}
-    calls = {key: calls_after[key] - calls_before.get(key, 0) for key in spent}
-    profiler = sum(s for (_, label, _), s in spent.items() if label == "profiler")
-    wall = window["end"] - window["start"] - profiler
-    useful = sum(s for (_, label, _), s in spent.items() if label in USEFUL)
-    by_label, by_phase, by_caller = defaultdict(float), defaultdict(lambda: defaultdict(float)), defaultdict(float)
-    for (phase, label, caller), seconds in spent.items():
-        if label == "profiler":
-            continue
-        by_label[label] += seconds
-        by_phase[phase][label] += seconds
-        by_caller[f"{phase}/{label}<-{caller}"] += seconds
-    by_label["unattributed"] = wall - sum(by_label.values())
-    counts = defaultdict(float)
-    for (phase, name), value in counts_after.items():
-        counts[name] += value - counts_before.get((phase, name), 0.0)
-    descending = lambda d: {k: round(v, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1])}
-    return {"wall_seconds": round(wall, 2), "useful_seconds": round(useful, 2),
-            "overhead_seconds": round(wall - useful, 2), "ratio": round(wall / useful, 3),
-            "profiler_seconds": round(profiler, 2),
-            "useful": {label: round(by_label[label], 3) for label in USEFUL},
-            "overhead_by_label": descending({k: v for k, v in by_label.items() if k not in USEFUL}),
-            "by_phase": {phase: descending(labels) for phase, labels in by_phase.items()},
-            "by_caller": descending(by_caller),
-            "tallies": {name: round(value, 3) for name, value in sorted(counts.items())},
-            "calls": {f"{phase}/{label}<-{caller}": n for (phase, label, caller), n in sorted(calls.items())}}
-
-
-def loop_overhead(overrides: list[str]) -> dict:
+def loop_overhead(config: Path | None, overrides: list[str]) -> dict:
     from sectow.config import load_config
     from sectow.run_folder import new_run_folder
     from sectow.tug_of_war import TugOfWar
 
-    profile, windows = Profile(), {}
-    instrument(profile)
-    phase_wrappers(profile, windows)
     with tempfile.TemporaryDirectory() as runs:
-        config = load_config(None, overrides + [f"output_dir={runs}"])
+        config_ = load_config(config, overrides + [f"output_dir={runs}"])
+        folder = new_run_folder(config_.output_dir, config_.name)
         start = time.perf_counter()
-        TugOfWar(config, new_run_folder(config.output_dir, config.name)).run()
+        TugOfWar(config_, folder).run()
         run_seconds = time.perf_counter() - start
-    iterations = {k: window_breakdown(w) for k, w in sorted(windows.items())}
+        metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    iterations = {k: iteration_breakdown(metrics, k) for k in range(1, config_.iterations + 1)}
     last = max(iterations)
     return {"loop_overhead_ratio": iterations[last]["ratio"], "loop_iteration": last,
-            "loop_run_seconds": round(run_seconds, 1), "overrides": overrides, "iterations": iterations}
+            "loop_run_seconds": round(run_seconds, 1), "config": str(config) if config else "default",
+            "overrides": overrides, "iterations": iterations}
 
 
 def print_breakdown(loop: dict) -> None:
     for k, it in loop["iterations"].items():
-        print(f"\n== iteration {k}: wall {it['wall_seconds']} s, trainer steps + generation {it['useful_seconds']} s, "
-              f"overhead {it['overhead_seconds']} s, ratio {it['ratio']}", file=sys.stderr)
-        print("   useful: " + ", ".join(f"{label} {s} s" for label, s in it["useful"].items()), file=sys.stderr)
-        print("   overhead by kind:", file=sys.stderr)
-        for label, seconds in list(it["overhead_by_label"].items())[:12]:
-            print(f"     {label:<22}{seconds:>9.2f} s  {seconds / it['wall_seconds']:6.1%} of wall", file=sys.stderr)
-        print("   per phase (self seconds):", file=sys.stderr)
-        for phase, labels in it["by_phase"].items():
-            top = ", ".join(f"{label} {s:.2f}" for label, s in list(labels.items())[:8])
-            print(f"     {phase:<22}{top}", file=sys.stderr)
-        print("   generation and encoding by caller:", file=sys.stderr)
-        for key, seconds in it["by_caller"].items():
-            if ("/generate<-" in key or "/encoder_encode<-" in key) and seconds >= 0.05:
-                print(f"     {key:<58}{seconds:>8.2f} s", file=sys.stderr)
-        print("   repeated work: " + ", ".join(f"{k} {v}" for k, v in it["tallies"].items()), file=sys.stderr)
+        print(f"\n== iteration {k}: wall {it['wall_seconds']} s, trainer steps {it['trainer_seconds']} s + "
+              f"generation {it['generation_seconds']} s, overhead {it['overhead_seconds']} s, ratio {it['ratio']}",
+              file=sys.stderr)
+        for kind, seconds in it["overhead_by_kind"].items():
+            print(f"     {kind:<22}{seconds:>9.2f} s  {seconds / it['wall_seconds']:6.1%} of wall", file=sys.stderr)
+        for phase, timing in it["by_phase"].items():
+            print(f"     {phase:<22}wall {timing['wall_s']:.2f} s, trainer {timing['trainer_s']:.2f}, "
+                  f"generation {timing['generation_s']:.2f}, other {timing['other_s']:.2f}", file=sys.stderr)
 
 
 # ---- batched vs one-at-a-time evaluation --------------------------------------------------------
@@ -368,7 +115,7 @@ def eval_speedup(world, work: Path, samples_per_label: int) -> dict:
     model, processor = tiny_policy(work / "tiny")
     jailbreaks = world.jailbreaks_held_out[:samples_per_label]
     benign = world.benign_held_out[:samples_per_label]
-    judge = RefusalJudge(settings.judge)
+    judge = RefusalJudge()
 
     def timed(batch_size: int, jailbreaks, benign) -> tuple[float, dict]:
         start = time.perf_counter()
@@ -400,36 +147,27 @@ def length_reward(completions, **_) -> list[float]:
 
 def timed_grpo_steps(model, processor, rows: list[dict], settings, max_completion_length: int, output_dir: Path) -> list[float]:
     """Seconds of each optimizer step of one `grpo_train` (callback to callback: no construction)."""
-    import transformers
+    from transformers import TrainerCallback
 
     from sectow.training.grpo import grpo_train
 
     durations, begun = [], []
 
-    def on_step(event: str) -> None:
-        if event == "begin":
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
             begun.append(time.perf_counter())
-        else:
+
+        def on_step_end(self, args, state, control, **kwargs):
             durations.append(time.perf_counter() - begun.pop())
 
-    original_init = transformers.Trainer.__init__
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(step_timer(on_step))
-
-    transformers.Trainer.__init__ = init
-    try:
-        grpo_train(model, processor, rows, length_reward, output_dir, settings,
-                   max_completion_length=max_completion_length, seed=0, bf16=False)
-    finally:
-        transformers.Trainer.__init__ = original_init
+    grpo_train(model, processor, rows, length_reward, output_dir, settings,
+               max_completion_length=max_completion_length, seed=0, bf16=False, callbacks=[StepTimer()])
     return durations
 
 
 def grpo_step_seconds(world, work: Path, steps: int, sizes: dict) -> dict:
     from sectow.config import load_config
-    from sectow.training.prompts import defender_row
+    from sectow.training.players import defender_row
 
     config = load_config(None)
     settings = config.attacker_grpo.model_copy(update={"steps": steps})
@@ -496,14 +234,13 @@ def measure() -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    micro = micro_overrides()
     started, load_at_start = time.perf_counter(), os.getloadavg()
     figures, details = {}, {}
 
     # The default run first and in a child process: its peak RSS must not include this process.
-    default_run = measure_default_run(micro if args.quick else [])
+    default_run = measure_default_run(config=MICRO if args.quick else None)
     figures.update({k: default_run[k] for k in ("default_run_seconds", "default_run_peak_rss_mb")})
-    details["default_run"] = {**default_run, "overrides": micro if args.quick else []}
+    details["default_run"] = {**default_run, "config": "micro" if args.quick else "default"}
 
     from sectow.config import load_config
     from sectow.world.miniature import build_world
@@ -520,8 +257,7 @@ def measure() -> dict:
         for key in ("grpo_step_seconds_small", "grpo_step_seconds_large", "params_small", "params_large"):
             figures[key] = details["grpo"][key]
 
-    # Last: it patches sectow's and TRL's names in this process for the rest of its life.
-    details["loop"] = loop_overhead(micro if args.quick else ["iterations=2"])
+    details["loop"] = loop_overhead(MICRO if args.quick else None, [] if args.quick else ["iterations=2"])
     figures["loop_overhead_ratio"] = details["loop"]["loop_overhead_ratio"]
     print_breakdown(details["loop"])
 

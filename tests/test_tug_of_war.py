@@ -4,7 +4,9 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import EXPECTED_PHASES
+import pytest
+
+from conftest import EXPECTED_PHASES, micro_args
 from sectow.cli import main
 
 POOL_FIELDS = {"hash", "seed_id", "category", "intent", "mode", "iteration", "form", "query", "attacker_output",
@@ -57,3 +59,51 @@ def test_resume_redoes_only_unfinished_phases(micro_run: Path, tmp_path):
     assert (copy / "pool" / "jailbreak_pool.jsonl").read_text() == pool_before  # same seed: same records, once
     phases = [json.loads(line)["phase"] for line in (copy / "metrics.jsonl").read_text().splitlines()]
     assert phases == EXPECTED_PHASES
+
+
+def phases_of(folder: Path) -> dict[str, dict]:
+    return {m["phase"]: m for m in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())}
+
+
+@pytest.mark.parametrize("action", ["rollback", "reweight"])
+def test_over_refusal_monitor_acts_past_its_bound(action, tmp_path):
+    """With a bound of 0, any over-refusal after the defender phase makes the monitor act."""
+    assert main(["run", *micro_args(tmp_path, "iterations=1", "monitors.orr_bound=0.0",
+                                    f"monitors.orr_action={action}")]) == 0
+    folder = (tmp_path / "latest").resolve()
+    phase = phases_of(folder)["defender_grpo_1"]
+    decisions = phase["monitor"]
+    assert decisions[0]["orr"] > 0 and decisions[0]["action"] == action  # the micro defender over-refuses
+    if action == "rollback":
+        assert len(decisions) == 1 and phase["accepted"] is False
+    else:  # trained once more with twice the benign data, then accepted or rolled back on that ORR
+        assert [d["benign_weight"] for d in decisions] == [1, 2]
+        assert phase["accepted"] is (decisions[1]["action"] == "accept")
+    kept = "checkpoints/defender-1" if phase["accepted"] else "checkpoints/defender-cold_start"
+    assert phase["defender"] == kept  # the decision is recorded as data ...
+    assert (folder / "checkpoints" / "defender-1").exists() is phase["accepted"]
+    assert phases_of(folder)["evaluate_iteration_1"]["defender"] == kept  # ... and the next phase used it
+    assert json.loads((folder / "summary.json").read_text())["final_defender"] == kept
+
+
+def test_resume_refuses_a_missing_checkpoint(micro_run: Path, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(micro_run, copy, symlinks=True)
+    state = json.loads((copy / "state.json").read_text())
+    state["completed"] = state["completed"][:EXPECTED_PHASES.index("pool_2")]  # killed in iteration 2
+    (copy / "state.json").write_text(json.dumps(state))
+    shutil.rmtree(copy / "checkpoints" / "defender-1")
+    before = (copy / "metrics.jsonl").read_text()
+    assert main(["run", "--resume", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "defender-1" in err and "cannot resume exactly" in err and len(err.strip().splitlines()) == 1
+    assert not (copy / "checkpoints" / "defender-1").exists() and (copy / "metrics.jsonl").read_text() == before
+
+
+def test_phases_record_their_timings(micro_run: Path):
+    for phase in phases_of(micro_run).values():
+        timing = phase["timing"]
+        assert timing["wall_s"] >= timing["trainer_s"] + timing["generation_s"] - 1e-3
+        assert timing["other_s"] == pytest.approx(timing["wall_s"] - timing["trainer_s"] - timing["generation_s"], abs=2e-3)
+    grpo = phases_of(micro_run)["attacker_grpo_1"]["timing"]
+    assert grpo["trainer_s"] > 0 and grpo["generation_s"] > 0  # the frozen defender answers inside the steps

@@ -137,6 +137,8 @@ class Phases:
     def __init__(self, folder: Path):
         self.folder = folder
         self.record = RunRecord(folder)
+        for phase in self.record.completed:  # before anything is changed: a refused resume touches nothing
+            self._verify(phase)
         if ranks.is_main():
             self.record.drop_unfinished_metrics()
         ranks.wait()
@@ -151,7 +153,7 @@ class Phases:
         """Run phase `name` once and return its recorded metrics. `everywhere`: the work runs on every
         process (trainers); otherwise on the main process alone while the others wait."""
         if self.record.done(name):
-            return self._trusted(name)
+            return self.record.metrics_of(name)
         metrics = None
         if everywhere or ranks.is_main():
             stopwatch = Stopwatch()
@@ -171,11 +173,10 @@ class Phases:
         ranks.wait()
         return ranks.share(metrics)
 
-    def _trusted(self, name: str) -> dict:
-        """A completed phase's metrics, once what it wrote is verified still there: a resume never
-        silently replaces a missing checkpoint by an earlier player."""
-        metrics = self.record.metrics_of(name)
-        for recorded in metrics.get("outputs", []):
+    def _verify(self, name: str) -> None:
+        """What a completed phase wrote must still be there: a resume never silently replaces a missing
+        checkpoint by an earlier player."""
+        for recorded in self.record.metrics_of(name).get("outputs", []):
             path = self.path(recorded)
             try:
                 if path.is_dir():
@@ -185,4 +186,3 @@ class Phases:
             except UserError as err:
                 raise UserError(f"{path}: written by phase {name!r}, which is recorded complete, but it is "
                                 f"missing or damaged ({err}); this run cannot resume exactly: start a new run") from None
-        return metrics
