@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
@@ -49,3 +51,51 @@ def test_setting_one_key_keeps_the_rest_of_its_section():
     assert config.defender_grpo.model_dump(exclude={"steps"}) == defaults.defender_grpo.model_dump(exclude={"steps"})
     assert config.attacker.max_new_tokens == defaults.attacker.max_new_tokens  # 64, not the class default 24
     assert config.attacker.lora.rank == 8 and config.attacker.lora.alpha == 32
+
+
+def test_readme_lists_every_config_key():
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    def keys(model: BaseModel, prefix: str = ""):
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel) and name != "lora":
+                yield from keys(value, f"{prefix}{name}.")
+            else:
+                yield prefix + name
+
+    missing = [key for key in keys(RunConfig()) if f"| `{key}` |" not in readme]
+    assert not missing, f"README's config reference lacks {missing}"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("attacker_grpo.batch_size=6", "batch_size (6) must be a multiple of num_generations (4)"),
+    ("attacker_grpo.num_generations=3", "must be a multiple of num_generations (3)"),
+    ("monitors.min_query_chars=500", "min_query_chars (500) is above max_query_chars (400)"),
+    ("defender.hidden_size=16", "must be a multiple of 64"),
+    ("defender_sft.learning_rate=.inf", "finite"),
+    ("seed=4294967296", "less than 2147483648"),
+    ("seed=-1", "greater than or equal to 0"),
+    ("defender_sft.trl={max_grad_nrm: 1}", "did you mean 'max_grad_norm'"),
+    ("attacker_grpo.trl={beta: 0.1}", "'beta' is set by sectow from 'beta'"),
+    ("attacker_grpo.trl={output_dir: x}", "'output_dir' is set by sectow"),
+    ("attacker_grpo.trl={loss_type: 3}", "'loss_type' takes a str"),
+    ("judge.kind=all", "needs at least one judge in parts"),
+    ("judge.parts=[{kind: refusal}]", "parts are for all/any judges"),
+])
+def test_cross_field_checks_at_load_time(override, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_trl_passthrough_reaches_the_trainer():
+    from sectow.training.common import trainer_kwargs
+
+    config = load_config(None, ["defender_grpo.trl={max_grad_norm: 0.5, loss_type: dr_grpo}"])
+    kwargs = trainer_kwargs("out", 0, config.defender_grpo, bf16=False)
+    assert kwargs["max_grad_norm"] == 0.5 and kwargs["loss_type"] == "dr_grpo"
+    assert kwargs["learning_rate"] == config.defender_grpo.learning_rate
