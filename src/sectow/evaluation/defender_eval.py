@@ -7,13 +7,14 @@ from collections import defaultdict
 
 from sectow.attacks.forms import UNSEEN_FORM
 from sectow.data.schema import Sample
+from sectow.evaluation.intervals import proportion
 from sectow.judges.base import Judge
 from sectow.models.generation import reply_to_samples
 from sectow.rewards import parse_option_letter
 
 
 def rate(flags: list[bool]) -> float | None:
-    return round(sum(flags) / len(flags), 4) if flags else None
+    return proportion(flags)["value"]
 
 
 def safety_metrics(samples: list[Sample], verdicts) -> dict:
