@@ -8,9 +8,11 @@ from sectow.judges.base import Judge, Verdict
 from sectow.judges.composite import AllOf, AnyOf
 from sectow.judges.guard import GuardJudge
 from sectow.judges.http import HttpJudge
+from sectow.judges.native import NativeJudge
 from sectow.judges.refusal import RefusalJudge
 
-JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge}
+JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge,
+                                  "native": NativeJudge}
 
 
 def build_judge(name: str, **options) -> Judge:
@@ -26,4 +28,5 @@ def build_judge(name: str, **options) -> Judge:
     return cls(**options)
 
 
-__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "AllOf", "AnyOf", "JUDGES", "build_judge"]
+__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "NativeJudge", "AllOf", "AnyOf", "JUDGES",
+           "build_judge"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sectow.data.schema import Sample
+from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
 
 # JailbreakBench StringClassifier (the canonical list, shared/benchmarks.md section 6.1).
@@ -38,8 +39,11 @@ class RefusalJudge(Judge):
     name: ClassVar[str] = "refusal"
 
     def __init__(self, markers: str = "jailbreakbench", max_chars: int | None = None):
+        if markers not in REFUSAL_LISTS:
+            raise UserError(f"refusal judge: markers {markers!r} must be one of {', '.join(REFUSAL_LISTS)}")
         self.markers = REFUSAL_LISTS[markers]
         self.max_chars = max_chars
+        self.prompt_version = f"refusal-strings-{markers}" + (f"-first-{max_chars}-chars" if max_chars else "")
 
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
         verdicts = []
