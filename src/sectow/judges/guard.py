@@ -150,7 +150,8 @@ class GuardJudge(Judge):
         for start in range(0, len(prompts), self.batch_size):
             batch = prompts[start:start + self.batch_size]
             if chat:
-                turns = [[{"role": "user", "content": [{"type": "text", "text": p}] if self.vision else p}] for p in batch]
+                turns = [[{"role": "user", "content": [{"type": "text", "text": p}] if self.vision else p}]
+                         for p in batch]
                 padding = {"processor_kwargs": {"padding": True}} if self.vision else {"padding": True}
                 inputs = self.processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=True,
                                                             return_dict=True, return_tensors="pt",

@@ -47,7 +47,7 @@ class ChatServer:
         base = base_url.rstrip("/")
         root = base if base.endswith("/v1") else base + "/v1"
         self.url, self.completions_url = root + "/chat/completions", root + "/completions"
-        self.model, self.api_key_env, self.max_tokens = model, api_key_env, max_tokens
+        self.model, self.api_key_env, self.max_tokens, self.judge = model, api_key_env, max_tokens, judge
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
 
     def chat(self, messages: list[dict]) -> str:
@@ -77,7 +77,7 @@ class ChatServer:
             except urllib.error.HTTPError as err:
                 failure = f"HTTP {err.code} {err.reason}"
                 if err.code != 429 and err.code < 500:
-                    raise UserError(self._redact(f"http judge: {url} answered {failure}: "
+                    raise UserError(self._redact(f"{self.judge} judge: {url} answered {failure}: "
                                                  f"{err.read(300).decode(errors='replace')}")) from None
                 retry_after = _retry_after(err.headers.get("Retry-After")) if err.code == 429 else None
                 delay = delay if retry_after is None else retry_after
@@ -85,7 +85,7 @@ class ChatServer:
                 failure = f"{err.__class__.__name__}: {getattr(err, 'reason', err)}"
             if attempt < self.max_retries:
                 time.sleep(delay)
-        raise UserError(self._redact(f"http judge: {url} failed {self.max_retries + 1} times; last: {failure}"))
+        raise UserError(self._redact(f"{self.judge} judge: {url} failed {self.max_retries + 1} times; last: {failure}"))
 
     def _read(self, raw: bytes, url: str, extract) -> str:
         try:
@@ -93,7 +93,7 @@ class ChatServer:
             if not isinstance(content, str):
                 raise TypeError(f"content is {type(content).__name__}")
         except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise UserError(self._redact(f"http judge: {url} sent a malformed reply ({err}): "
+            raise UserError(self._redact(f"{self.judge} judge: {url} sent a malformed reply ({err}): "
                                          f"{raw[:200].decode(errors='replace')!r}")) from None
         return content
 

@@ -175,7 +175,8 @@ class ParquetBenchmark(BenchmarkLoader):
                 # Placeholder order first (MMMU-Pro's rule); images no placeholder names follow in slot
                 # order, so every image of the row reaches the model.
                 order = self.slots[sample.id] + [c for c in present if c not in self.slots[sample.id]]
-                self.attach_images(sample, order, present, cache, found, where=f"{path} row {self.origin[sample.id][1] + 1}")
+                where = f"{path} row {self.origin[sample.id][1] + 1}"
+                self.attach_images(sample, order, present, cache, found, where)
         found["cache_dir"] = str(cache)
         return samples
 
