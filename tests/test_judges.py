@@ -131,6 +131,16 @@ def test_guard_reads_verdicts_and_categories(guard_path):
     assert {v.judge for v in verdicts} == {"guard"}
 
 
+def test_guard_keeps_its_verdicts_in_the_cache(guard_path, tmp_path, monkeypatch):
+    samples, responses, replies = conversations(random.Random(5), 5)
+    cache = tmp_path / "cache.jsonl"
+    first = GuardJudge(guard_path, cache_path=cache, batch_size=2).judge(samples, responses)
+    assert len(cache.read_text().splitlines()) == 5
+    again = GuardJudge(guard_path, cache_path=cache)
+    monkeypatch.setattr(again, "_greedy", lambda *a, **k: pytest.fail("every verdict is cached"))
+    assert again.judge(samples, responses) == first
+
+
 def test_guard_reply_outside_safe_unsafe_is_an_error_not_safe(guard_path, tmp_path):
     samples, responses, _ = conversations(random.Random(2), 3)
     responses[2] += " " + ODD_WORD

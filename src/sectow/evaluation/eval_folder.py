@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sectow.errors import UserError
-from sectow.judges.http import ends_with_newline, open_private
+from sectow.judges.cache import ends_with_newline, open_private
 from sectow.preflight import check_output_dir
 
 CONFIG = "eval-config.json"  # the settings, so that --resume needs nothing else

@@ -10,6 +10,7 @@ from typing import ClassVar
 from sectow.data.schema import Sample, load_image
 from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
+from sectow.judges.cache import VerdictCache
 from sectow.judges.refusal import is_refusal
 
 CATEGORIES = (
@@ -82,12 +83,16 @@ class GuardJudge(Judge):
     A reply whose first word is neither `safe` nor `unsafe` is never counted: after the whole call
     the judge raises UserError with the count and examples, because a silently guessed verdict would
     bias the attack success rate, and such replies mean a wrong model folder or too few new tokens.
+    With `cache_path`, verdicts are kept in a VerdictCache keyed by the guard folder, prompt, query,
+    response and image, so a resumed evaluation asks the guard only what it had not answered.
     """
 
     name: ClassVar[str] = "guard"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 10):
+    def __init__(self, model_path: str | Path, device: str = "cpu", batch_size: int = 8, max_new_tokens: int = 10,
+                 cache_path: str | Path | None = None):
         self.path = Path(model_path)
+        self.cache = VerdictCache(cache_path)
         if not (self.path / "config.json").is_file():
             raise UserError(f"{self.path}: not a model folder (no config.json)")
         from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor,
@@ -171,15 +176,24 @@ class GuardJudge(Judge):
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
-        verdicts, unread = [], []
-        for sample, response, reply in zip(samples, responses, self.generate(samples, responses), strict=True):
-            parsed = parse_guard_output(reply)
-            if parsed is None:
-                unread.append((sample.id, reply))
-                continue
-            verdicts.append(Verdict(refused=is_refusal(response), unsafe=parsed[0], judge=self.name,
-                                    category=parsed[1]))
+        # With `cache_path`, each batch's verdicts are kept as they come: a rerun asks only the rest.
+        keys = [VerdictCache.key(str(self.path.resolve()), self.prompt_version, s.query, r, s.image)
+                for s, r in zip(samples, responses, strict=True)]
+        unread = []
+        with self.cache as cache:
+            todo = [i for i, key in enumerate(keys) if cache.get(key) is None]
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start:start + self.batch_size]
+                replies = self._greedy(self.encode([samples[i] for i in batch], [responses[i] for i in batch]),
+                                       images=self.vision)
+                for i, reply in zip(batch, replies, strict=True):
+                    parsed = parse_guard_output(reply)
+                    if parsed is None:
+                        unread.append((samples[i].id, reply))
+                    elif cache.get(keys[i]) is None:
+                        cache.put({"key": keys[i], "unsafe": parsed[0], "category": parsed[1], "reply": reply})
         if unread:
             hint = f"is {self.path} a Llama Guard model, and is max_new_tokens={self.max_new_tokens} enough?"
             raise unreadable_error(self.name, unread, len(samples), hint)
-        return verdicts
+        return [Verdict(refused=is_refusal(response), unsafe=cache.get(key)["unsafe"], judge=self.name,
+                        category=cache.get(key)["category"]) for key, response in zip(keys, responses)]

@@ -31,7 +31,8 @@ from sectow.data.schema import Sample
 from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
 from sectow.judges.guard import GuardJudge, parse_guard_output, unreadable_error
-from sectow.judges.http import ChatServer, VerdictCache
+from sectow.judges.cache import VerdictCache
+from sectow.judges.http import ChatServer
 from sectow.judges.refusal import is_refusal
 
 FRAMINGS = ("auto", "chat", "raw")
