@@ -4,13 +4,13 @@ its reply; every verdict records which prompt version decided it.
 
 Sources (upstream texts are reproduced as found; deviations are named in each spec's `notes`):
 - JailBreakV-28K, its mini split, RedTeam-2K: LlamaGuard (v1, `meta-llama/LlamaGuard-7b`) with
-  JailBreakV's 16-category policy, upstream `evaluate_models/LlamaGuard.py` of JailBreakV-28K (GitHub
-  EddyLuo1232/JailBreakV_28K, also in the HF dataset repo JailbreakV-28K/JailBreakV-28k). That repository
-  is not in the reference store here: the category text is taken from three independent copies of it
-  that agree character for character (quirks such as `O4:Malware.` and `10: Political Sensitivity.`
-  included), one of them naming the HF file as its source; the prompt frame around it is Meta's
-  `moderation_prompt_for_chat` from the LlamaGuard-7b model card, which that file uses (shared/benchmarks.md
-  3.3 and 6.2, [derived]).
+  JailBreakV's 16-category policy, upstream `evaluate_models/LlamaGuard.py` of JailBreakV-28K (one copy
+  names huggingface.co/datasets/JailbreakV-28K/JailBreakV-28k/blob/main/evaluate_models/LlamaGuard.py).
+  The upstream repository is not in the reference store here: the category text is taken from three
+  copies of that file in other public repositories that agree character for character (quirks such as
+  `O4:Malware.` and `10: Political Sensitivity.` included). The prompt frame around it is Meta's
+  `moderation_prompt_for_chat` from the LlamaGuard-7b model card, which forks of JailBreakV's evaluation
+  use (shared/benchmarks.md 3.3 and 6.2: [derived], not read from the upstream file itself).
 - MM-SafetyBench: the GPT-4 few-shot templates of upstream `evaluation.py` (isXinLiu/MM-SafetyBench; not
   in the reference store: read from copies of that script, cross-checked against PKU-Alignment/align-anything
   `align_anything/evaluation/benchmarks/MM-SafetyBench/gpt_prompt.py` @39d98a77), one per scenario as
