@@ -33,7 +33,7 @@ from sectow.config import load_config
 from sectow.world.miniature import corpus
 from sectow.models.tiny import build_tiny_model
 from sectow.preflight import DATA_LABELS, check_run_inputs
-from sectow.run_folder import write_atomic
+from sectow.atomic import write_atomic
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Benchmark loaders on tiny copies of each on-disk layout, and the MMMU / MMMU-Pro answer parsers."""
+"""Benchmark loaders on tiny copies of each on-disk layout (multi-image rows, open questions, missing and
+unreadable images included), and the MMMU / MMMU-Pro answer parsers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from sectow.data.benchmarks.base import select_subset
 from sectow.data.benchmarks.mmmu import MMMU_CHOICE_INSTRUCTION, PRO_VISION_INSTRUCTION
 from sectow.data.schema import Sample, load_image
 from sectow.errors import UserError
-from sectow.evaluation.answer_parsing import parse_mmmu_choice, parse_mmmu_pro_choice
+from sectow.evaluation.answer_parsing import (Choice, extract_numbers, normalize_answer, open_answer_correct, open_gold,
+                                              parse_mmmu_choice, parse_mmmu_pro_choice, parse_open_response,
+                                              read_mmmu_choice, read_mmmu_pro_choice)
 
 # ---------------------------------------------------------------- tiny layouts
 
@@ -126,10 +129,14 @@ def write_parquet(path: Path, rows: list[dict], image_columns: list[str]) -> Non
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
-def mmmu_row(id_: str, options: list[str], answer: str, images: int, question_type="multiple-choice") -> dict:
-    slots = {f"image_{i}": ({"bytes": image_bytes(["red", "blue", "green"][i - 1]), "path": f"{i}.png"}
+COLOURS = ["red", "blue", "green"]  # image_1, image_2, image_3 of an MMMU fixture row
+
+
+def mmmu_row(id_: str, options: list[str], answer: str, images: int, question_type="multiple-choice",
+             question: str | None = None) -> dict:
+    slots = {f"image_{i}": ({"bytes": image_bytes(COLOURS[i - 1]), "path": f"{i}.png"}
                             if i <= images else None) for i in (1, 2, 3)}
-    return {"id": id_, "question": f"Question {id_} about <image 1>?", "options": str(options),
+    return {"id": id_, "question": question or f"Question {id_} about <image 1>?", "options": str(options),
             "explanation": "", **slots, "img_type": "['Tables']", "answer": answer,
             "topic_difficulty": "Easy", "question_type": question_type, "subfield": "Accounting"}
 
@@ -137,7 +144,9 @@ def mmmu_row(id_: str, options: list[str], answer: str, images: int, question_ty
 def make_mmmu(root: Path) -> None:
     images = ["image_1", "image_2", "image_3"]
     write_parquet(root / "Accounting" / "validation-00000-of-00001.parquet", [
-        mmmu_row("validation_Accounting_1", ["$6", "$7", "$8", "$9"], "B", images=2),
+        # Two images, named out of slot order: the model gets image_2 first, as MMMU-Pro's inference does.
+        mmmu_row("validation_Accounting_1", ["$6", "$7", "$8", "$9"], "B", images=2,
+                 question="Compare <image 2> with <image 1>: which costs more?"),
         mmmu_row("validation_Accounting_2", [], "1.06", images=1, question_type="open"),
     ], images)
     write_parquet(root / "Art_Theory" / "validation-00000-of-00001.parquet",
@@ -287,7 +296,8 @@ def test_load_benchmark_subset(roots):
 
 def test_mmmu_writes_only_the_chosen_images(roots, cache):
     data = load_benchmark("mmmu_validation", roots["mmmu"], limit=1, seed=0, cache_dir=cache)
-    assert len(data.samples) == 1 and len(list(cache.iterdir())) == 1
+    assert len(data.samples) == 1
+    assert sorted(p.name for p in cache.iterdir()) == sorted({Path(i).name for i in data.samples[0].extra["images"]})
 
 
 # ---------------------------------------------------------------- user errors
@@ -371,10 +381,14 @@ def test_missing_mmsafetybench_field_names_it(tmp_path):
 # ---------------------------------------------------------------- partial downloads
 
 
-def test_missing_images_are_counted_not_fatal(roots, tmp_path):
+def test_missing_images_are_counted_and_listed_not_dropped(roots, tmp_path):
     data = load_benchmark("jailbreakv", roots["jailbreakv"])
     assert data.found["missing_images"] == 1 and data.found["rows"] == 4
     assert "jailbreakv/3" not in {s.id for s in data.samples}
+    [skipped] = data.skipped
+    assert skipped["id"] == "jailbreakv/3" and skipped["kind"] == "missing image"
+    assert skipped["reason"].endswith("query_related/typo_related_3.png not found (row 4)")
+    assert data.skip_line() == "3 of 4 rows usable, 1 skipped (missing image: 1)"
 
     shutil.copytree(roots["figstep"], tmp_path, dirs_exist_ok=True)
     for image in (tmp_path / "data" / "images" / "SafeBench").glob("*.png"):
@@ -389,6 +403,9 @@ def test_mmsafetybench_reports_scenarios_present_and_missing(roots):
     missing = data.found["missing_scenarios"]
     assert "image folder" in missing["02-HateSpeech"] and "question file" in missing["13-Gov_Decision"]
     assert len(missing) == 11
+    # 02 has questions but no images: its three pairs are rows that cannot be evaluated, listed as such.
+    assert sorted(r["id"] for r in data.skipped) == [f"mmsafetybench/02-HateSpeech/{v}/0" for v in ("SD", "SD_TYPO", "TYPO")]
+    assert all("no image folder" in r["reason"] for r in data.skipped)
     ids = {s.id for s in data.samples}
     assert "mmsafetybench/01-Illegal_Activitiy/SD/5" in ids  # ids with gaps are all read
     by_variant = {s.form: s for s in data.samples if s.seed_id == "05-EconomicHarm/3"}
@@ -433,22 +450,73 @@ def test_image_paths_may_not_leave_the_root(escape, tmp_path):
 # ---------------------------------------------------------------- MMMU details
 
 
+def colours(sample: Sample) -> list[tuple[int, int, int]]:
+    return [load_image(path).getpixel((0, 0)) for path in sample.extra["images"]]
+
+
+RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 128, 0)
+
+
 def test_mmmu_prompts_answers_and_images(roots, cache):
     samples = {s.id: s for s in load_benchmark("mmmu_validation", roots["mmmu"], cache_dir=cache).samples}
     choice = samples["mmmu_validation/validation_Accounting_1"]
-    assert choice.query == ("Question validation_Accounting_1 about <image 1>?\n\n(A) $6\n(B) $7\n(C) $8\n(D) $9"
+    # Every <image k> becomes [image]; the images follow in the order the placeholders name them.
+    assert choice.query == ("Compare [image] with [image]: which costs more?\n\n(A) $6\n(B) $7\n(C) $8\n(D) $9"
                             f"\n\n{MMMU_CHOICE_INSTRUCTION}")
     assert choice.answer == "B" and choice.extra["options"] == ["$6", "$7", "$8", "$9"]
-    assert choice.extra["n_images"] == 2
-    assert load_image(choice.image).getpixel((0, 0)) == (255, 0, 0)  # the first image, not the second
+    assert choice.extra["n_images"] == 2 and colours(choice) == [BLUE, RED]
+    assert choice.image == choice.extra["images"][0]  # Sample.image stays the first image the model sees
     open_question = samples["mmmu_validation/validation_Accounting_2"]
     assert open_question.answer is None and open_question.extra["open_answer"] == "1.06"
     assert open_question.query.endswith("\n\nAnswer the question using a single word or phrase.")
+    assert colours(open_question) == [RED]
+
+
+def test_mmmu_images_placeholders_name_and_slots_left_over(tmp_path):
+    """A placeholder in the options counts; an image no placeholder names still reaches the model, after
+    the named ones; a placeholder naming an empty slot makes the row one that cannot be evaluated."""
+    write_parquet(tmp_path / "Art" / "validation-00000-of-00001.parquet", [
+        mmmu_row("validation_Art_1", ["<image 3>", "<image 1>"], "A", images=3, question="Which picture?"),
+        mmmu_row("validation_Art_2", ["x", "y"], "B", images=2, question="What is shown?"),
+        mmmu_row("validation_Art_3", ["x", "y"], "A", images=1, question="Is <image 2> like <image 1>?"),
+    ], ["image_1", "image_2", "image_3"])
+    data = load_benchmark("mmmu_validation", tmp_path, cache_dir=tmp_path / "cache")
+    samples = {s.id.rpartition("_")[2]: s for s in data.samples}
+    assert samples["1"].query.startswith("Which picture?\n\n(A) [image]\n(B) [image]")
+    assert colours(samples["1"]) == [GREEN, RED, BLUE]  # placeholders first, then the unnamed image_2
+    assert colours(samples["2"]) == [RED, BLUE]
+    [skipped] = data.skipped
+    assert skipped["id"] == "mmmu_validation/validation_Art_3" and skipped["kind"] == "missing image"
+    assert "image_2 is empty but the question refers to <image 2>" in skipped["reason"]
+
+
+def test_unreadable_images_are_skipped_with_the_reason(roots, tmp_path):
+    shutil.copytree(roots["figstep"], tmp_path, dirs_exist_ok=True)
+    (tmp_path / "data/images/SafeBench/query_ForbidQI_1_2_6.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    write_image(tmp_path / "data/images/SafeBench/query_ForbidQI_2_1_6.png", "red")
+    Image.new("RGB", (4, 4)).save(tmp_path / "data/images/SafeBench/query_ForbidQI_2_1_6.png")
+    data = load_benchmark("figstep", tmp_path)
+    assert {r["id"]: r["kind"] for r in data.skipped} == {"figstep/1_2": "unreadable image",
+                                                          "figstep/2_1": "unreadable image"}
+    reasons = {r["id"]: r["reason"] for r in data.skipped}
+    assert "unreadable image" in reasons["figstep/1_2"] and "4x4 pixels" in reasons["figstep/2_1"]
+    assert len(data.samples) == 3
+    assert len(load_benchmark("figstep", tmp_path, check_images=False).samples) == 5
+
+
+def test_subset_is_drawn_from_every_row_so_it_does_not_move_when_images_go(roots, tmp_path):
+    shutil.copytree(roots["figstep"], tmp_path, dirs_exist_ok=True)
+    before = load_benchmark("figstep", tmp_path, limit=3, seed=1)
+    gone = before.samples[0]
+    Path(gone.image).unlink()
+    after = load_benchmark("figstep", tmp_path, limit=3, seed=1)
+    assert [r["id"] for r in after.skipped] == [gone.id]
+    assert {s.id for s in after.samples} | {gone.id} == {s.id for s in before.samples}
 
 
 def test_mmmu_pro_prompts(roots, cache):
     standard = load_benchmark("mmmu_pro_standard10", roots["mmmu_pro"], cache_dir=cache).samples[0]
-    assert standard.query.startswith("Which is right? <image 1>\nA. opt0\nB. opt1\n")
+    assert standard.query.startswith("Which is right? [image]\nA. opt0\nB. opt1\n")
     assert standard.query.endswith("J. opt9\nAnswer with the option letter from the given choices directly.")
     assert standard.answer == "J" and standard.image.endswith(".jpg")
     vision = load_benchmark("mmmu_pro_vision", roots["mmmu_pro"], cache_dir=cache).samples
@@ -501,3 +569,34 @@ def test_parse_mmmu_pro_choice(response, letter):
 def test_parsers_need_options():
     with pytest.raises(ValueError):
         parse_mmmu_choice("A", [])
+
+
+def test_only_the_fallback_counts_as_a_guess():
+    assert read_mmmu_choice("(B)", OPTIONS) == Choice("B", guessed=False)
+    assert read_mmmu_choice("I'm sorry, I can't help with that", OPTIONS) == Choice(GUESS, guessed=True)
+    assert read_mmmu_pro_choice("Answer: D", OPTIONS) == Choice("D", guessed=False)
+    assert read_mmmu_pro_choice("no idea", OPTIONS).guessed
+
+
+@pytest.mark.parametrize("response, gold, correct", [
+    ("1.06", "1.06", True),
+    ("The answer is 1.06.", "1.06", True),  # the tail after "is " / "answer "
+    ("1,060", "1060", True),  # thousands commas dropped, numbers compared as floats
+    ("about 3.43", "3.429", True),  # both rounded to 2 places
+    ("It is Paris", "Paris", True),  # gold text inside the prediction, lower-cased
+    ("3.429", "['24/7', '3.429']", True),  # several accepted answers, as a list literal
+    ("6", "5", False),
+    ("banana", "A", False),  # a one-letter gold is padded with a space: it cannot match inside a word
+    ("I'm sorry, I can't help with that.", "5", False),
+    ("x = 12\ny = 7", "7", True),  # the last line may be an equation
+])
+def test_mmmu_open_answer_rule(response, gold, correct):
+    assert open_answer_correct(response, gold) is correct
+
+
+def test_open_answer_parts():
+    assert set(parse_open_response("So the result is 42.")) == {42.0}  # "42" normalises to the same float
+    assert normalize_answer(" 1,234.567 ") == [1234.57] and normalize_answer("B") == [" b", "b "]
+    # Upstream's three patterns run independently, so parts of "1,000" and "2e3" come back as well.
+    assert extract_numbers("costs 1,000 or 2e3 or 3.5") == ["1,000", "2e3", "000", "3", "3.5"]
+    assert open_gold("['a', 'b']") == ["a", "b"] and open_gold("[not a list") == ["[not a list"]

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_benchmarks import make_figstep
+from test_benchmarks import make_figstep, make_jailbreakv, make_mmmu
 
 from sectow import doctor
+from sectow.data.benchmarks import load_benchmark
 from sectow.doctor import run_doctor
 
 
@@ -88,10 +89,26 @@ def test_bad_model_folder_fails(tmp_path, break_it, message):
 def test_benchmark_roots(tmp_path):
     make_figstep(tmp_path / "figstep")
     code, rows = doctor_rows(tmp_path, benchmarks={"figstep": tmp_path / "figstep"})
-    assert code == 0 and rows["benchmark figstep"] == ("ok", f"5 samples under {tmp_path / 'figstep'}")
+    assert code == 0 and rows["benchmark figstep"] == ("ok", f"5 of 5 rows usable, 0 skipped under {tmp_path / 'figstep'}")
     code, rows = doctor_rows(tmp_path, benchmarks={"jailbreakv": tmp_path / "figstep"})
     assert code == 1
     assert rows["benchmark jailbreakv"][0] == "FAIL" and "JailBreakV_28K.csv" in rows["benchmark jailbreakv"][1]
+
+
+def test_benchmark_rows_that_cannot_be_evaluated_are_counted_as_eval_counts_them(tmp_path):
+    """A copy with images deleted or broken: doctor warns with the same counts `sectow eval` prints."""
+    make_jailbreakv(tmp_path / "jbv")
+    make_mmmu(tmp_path / "mmmu")
+    (tmp_path / "jbv/JailBreakV_28K/figstep/figstep_1.png").write_bytes(b"not an image")
+    code, rows = doctor_rows(tmp_path, benchmarks={"jailbreakv": tmp_path / "jbv", "mmmu_validation": tmp_path / "mmmu"})
+    status, detail = rows["benchmark jailbreakv"]
+    assert code == 0 and status == "warn"
+    assert detail.startswith(f"2 of 4 rows usable, 2 skipped (missing image: 1, unreadable image: 1) under {tmp_path / 'jbv'}")
+    assert "first: jailbreakv/1: " in detail
+    data = load_benchmark("jailbreakv", tmp_path / "jbv")
+    assert detail.startswith(data.skip_line())
+    assert rows["benchmark mmmu_validation"] == ("ok", f"3 of 3 rows usable, 0 skipped under {tmp_path / 'mmmu'}")
+    assert not list(tmp_path.glob("**/sectow-doctor-*"))
 
 
 def test_output_dir_that_is_a_file(tmp_path):

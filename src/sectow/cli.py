@@ -89,22 +89,49 @@ def cmd_ablate(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def parse_judge_options(items: list[str]) -> dict:
     import yaml
 
-    from sectow.evaluation.benchmark_eval import evaluate_model, parse_benchmark_args
-
     judge_options = {}
-    for item in args.judge_option:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--judge-option {item!r}: expected KEY=VALUE, e.g. base_url=http://localhost:8000/v1")
         judge_options[key] = yaml.safe_load(value)
-    evaluate_model(Path(args.model), parse_benchmark_args(args.benchmark), Path(args.out), judge=args.judge,
-                   judge_options=judge_options, limit=args.limit, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                   prompt_defense=args.prompt_defense, use_vllm=args.vllm)
-    print((Path(args.out) / "eval.md").read_text())
-    print(f"results: {Path(args.out) / 'eval.json'}")
+    return judge_options
+
+
+# The settings an evaluation folder keeps: a --resume takes them from there, so none may be given with it.
+EVAL_DEFAULTS = {"model": None, "benchmark": None, "out": None, "judge": "refusal", "limit": None, "batch_size": 16,
+                 "max_new_tokens": 64, "prompt_defense": None, "vllm": False, "strict": False, "overwrite": False}
+
+
+def cmd_eval(args) -> int:
+    from sectow.evaluation.benchmark_eval import parse_benchmark_args, prepare_evaluation, prepare_resume
+
+    judge_options = parse_judge_options(args.judge_option)
+    if args.resume:
+        given = [name for name, default in EVAL_DEFAULTS.items() if getattr(args, name) != default]
+        if given:
+            raise UserError(f"--resume continues an evaluation with its own settings (eval-config.json): drop "
+                            f"--{given[0].replace('_', '-')} (only --judge-option may change)")
+        evaluation = prepare_resume(Path(args.resume), judge_options)
+        out = Path(args.resume)
+    else:
+        missing = [f"--{name}" for name in ("model", "benchmark", "out") if not getattr(args, name)]
+        if missing:
+            raise UserError(f"sectow eval needs {', '.join(missing)} (or --resume DIR)")
+        out = Path(args.out)
+        evaluation = prepare_evaluation(
+            Path(args.model), parse_benchmark_args(args.benchmark), out, judge=args.judge,
+            judge_options=judge_options, limit=args.limit, batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens, prompt_defense=args.prompt_defense, use_vllm=args.vllm,
+            strict=args.strict, overwrite=args.overwrite)
+    for line in evaluation.skip_lines():
+        print(line, flush=True)
+    evaluation.run()
+    print((out / "eval.md").read_text())
+    print(f"results: {out / 'eval.json'}")
     return 0
 
 
@@ -124,6 +151,12 @@ def cmd_doctor(args) -> int:
                       args.judge_url)
 
 
+def benchmark_names() -> list[str]:
+    from sectow.data.benchmarks import BENCHMARKS
+
+    return list(BENCHMARKS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sectow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,17 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--sectow-run", metavar="RUN_DIR", help="reuse this finished `sectow run` (same config) as SecTOW")
     ablation.add_argument("--resume", metavar="ABLATION_DIR", help="continue a killed ablation")
     ablation.set_defaults(func=cmd_ablate)
-    evaluate = sub.add_parser("eval", help="evaluate any model folder on local benchmark copies")
-    evaluate.add_argument("--model", required=True, help="local model folder")
-    evaluate.add_argument("--benchmark", action="append", required=True, metavar="NAME=ROOT",
-                          help="e.g. figstep=/data/FigStep; repeat for several")
-    evaluate.add_argument("--out", required=True, help="folder for eval.json, eval.md, responses.jsonl")
-    evaluate.add_argument("--judge", default="refusal", help="refusal (default), guard or http")
-    evaluate.add_argument("--limit", type=int, help="at most this many samples per benchmark (seeded subset)")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--max-new-tokens", type=int, default=64)
+    evaluate = sub.add_parser(
+        "eval", help="evaluate any model folder on local benchmark copies",
+        description="Generate a model's replies to local benchmark copies, judge and score them. Judges: refusal "
+                    "(default, offline), guard, http, native (each benchmark's own judge prompt, through a server "
+                    "or a local model).")
+    evaluate.add_argument("--model", help="local model folder")
+    evaluate.add_argument("--benchmark", action="append", metavar="NAME=ROOT",
+                          help="e.g. figstep=/data/FigStep; repeat for several. NAME is one of: "
+                               + ", ".join(benchmark_names()))
+    evaluate.add_argument("--out", help="new folder for eval.json, eval.md, responses.jsonl, verdicts.jsonl")
+    evaluate.add_argument("--resume", metavar="DIR", help="finish an evaluation folder: judge what is left, "
+                                                          "generate only missing replies")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation folder at --out")
+    evaluate.add_argument("--strict", action="store_true",
+                          help="refuse to run when any row cannot be evaluated (missing or unreadable image)")
+    evaluate.add_argument("--judge", default=EVAL_DEFAULTS["judge"], help="refusal (default), guard, http or native")
+    evaluate.add_argument("--limit", type=int, help="at most this many rows per benchmark (seeded subset)")
+    evaluate.add_argument("--batch-size", type=int, default=EVAL_DEFAULTS["batch_size"])
+    evaluate.add_argument("--max-new-tokens", type=int, default=EVAL_DEFAULTS["max_new_tokens"])
     evaluate.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
-                          help="judge settings, e.g. base_url=http://localhost:8000/v1 model=NAME (http) or model_path=DIR (guard)")
+                          help="judge settings, e.g. base_url=http://localhost:8000/v1 model=NAME (http, native), "
+                               "model_path=DIR (guard, native), framing=raw (native)")
     evaluate.add_argument("--prompt-defense", choices=["safety_prompt", "adashield"],
                           help="a prompt-level defense baseline added to every query")
     evaluate.add_argument("--vllm", action="store_true",
@@ -161,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check the environment and a config before a long run")
     doctor.add_argument("--config", help="YAML config (default: the embedded default)")
     doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    doctor.add_argument("--benchmark", action="append", default=[], metavar="NAME=ROOT")
+    doctor.add_argument("--benchmark", action="append", default=[], metavar="NAME=ROOT",
+                        help="check a benchmark copy: rows usable and skipped, as sectow eval counts them")
     doctor.add_argument("--judge-url", help="an OpenAI-compatible judge server to reach")
     doctor.set_defaults(func=cmd_doctor)
     return parser

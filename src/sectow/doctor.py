@@ -114,13 +114,24 @@ def check_model(role: str, settings: PolicySettings) -> Check:
 
 
 def check_benchmark(name: str, root: Path) -> Check:
-    from sectow.data.benchmarks import load_benchmark
+    """Every row read and every image decoded, as `sectow eval` does: rows that cannot be evaluated are a
+    warning with their count, a benchmark with none usable a failure. MMMU images go to a temporary folder."""
+    import inspect
+    import tempfile
+
+    from sectow.data.benchmarks import BENCHMARKS, load_benchmark
 
     try:
-        data = load_benchmark(name, root, limit=1)
+        with tempfile.TemporaryDirectory(prefix="sectow-doctor-") as cache:
+            takes_cache = name in BENCHMARKS and "cache_dir" in inspect.signature(BENCHMARKS[name]).parameters
+            data = load_benchmark(name, root, **({"cache_dir": Path(cache)} if takes_cache else {}))
     except (UserError, OSError) as err:
         return f"benchmark {name}", FAIL, str(err)
-    return f"benchmark {name}", OK, f"{data.found['available']} samples under {root}"
+    detail = f"{data.skip_line()} under {root}"
+    if data.skipped:
+        first = data.skipped[0]
+        return f"benchmark {name}", WARN, f"{detail}; first: {first['id']}: {first['reason']}"
+    return f"benchmark {name}", OK, detail
 
 
 def check_judge(url: str) -> Check:

@@ -1,33 +1,47 @@
-"""`sectow eval`: a model folder's replies to local benchmarks, judged and scored with bootstrap intervals
-(ASR per category on safety benchmarks; accuracy and over-refusal on general ones)."""
+"""`sectow eval`: a model folder's replies to local benchmarks, judged and scored with Wilson intervals
+(ASR per category on safety benchmarks; accuracy and over-refusal on general ones).
+
+An evaluation is prepared (every check, every benchmark loaded, nothing written), then run: replies are
+appended to responses.jsonl as they are generated, judging comes after, and a folder whose judging
+failed is finished with `--resume`, which generates only the replies still missing."""
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections import defaultdict
-from dataclasses import asdict
+import logging
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
-from itertools import islice
 from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
 
 from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
 from sectow.config import JudgeSettings, PolicySettings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
+from sectow.data.benchmarks.base import sample_images
 from sectow.data.benchmarks.mmmu import MMMUPro
 from sectow.data.schema import Sample
 from sectow.errors import UserError
-from sectow.evaluation.answer_parsing import parse_mmmu_choice, parse_mmmu_pro_choice
-from sectow.evaluation.intervals import proportion
-from sectow.judges import build_judge
-from sectow.judges.base import Verdict
+from sectow.evaluation import eval_folder
+from sectow.evaluation.answer_parsing import Choice, open_answer_correct, read_mmmu_choice, read_mmmu_pro_choice
+from sectow.evaluation.metrics import Answer, benign_metrics, safety_metrics
+from sectow.judges import JUDGES, build_judge
+from sectow.judges.base import Judge, Verdict
+from sectow.judges.native import all_prompt_versions
 from sectow.models import generation, vllm_generation
 from sectow.models.folder import check_model_folder
 from sectow.models.policy import load_policy
 from sectow.models.processor import load_processor
 from sectow.models.vllm_generation import generation_engine
-from sectow.paths import check_output_dir
-from sectow.atomic import write_atomic
+from sectow.paths import nearest_existing
+
+log = logging.getLogger(__name__)
+INTERVALS = "wilson-95"
 
 
 def check_benchmark_name(name: str) -> None:
@@ -50,107 +64,323 @@ def parse_benchmark_args(items: list[str]) -> dict[str, Path]:
     return benchmarks
 
 
-def choice_parser(name: str):
+# ---------------------------------------------------------------- scoring
+
+
+def choice_reader(name: str) -> Callable[[str, list[str]], Choice]:
     """Each family's own official parser, so accuracies compare with published numbers."""
-    return parse_mmmu_pro_choice if issubclass(BENCHMARKS[name], MMMUPro) else parse_mmmu_choice
+    return read_mmmu_pro_choice if issubclass(BENCHMARKS[name], MMMUPro) else read_mmmu_choice
+
+
+def score_answers(name: str, samples: list[Sample], responses: list[str]) -> list[Answer]:
+    """Multiple choice by the family's letter parser, open questions by MMMU's open-answer rule."""
+    read = choice_reader(name)
+    answers = []
+    for sample, response in zip(samples, responses, strict=True):
+        if sample.answer is None:  # open question
+            answers.append(Answer(open_answer_correct(response, sample.extra["open_answer"]), False, None))
+        else:
+            choice = read(response, sample.extra["options"])
+            answers.append(Answer(choice.letter == sample.answer, choice.guessed, choice.letter))
+    return answers
 
 
 def judge_label(verdicts: list[Verdict]) -> str:
-    return ",".join(sorted({v.judge for v in verdicts}))
+    return ",".join(sorted({v.judge.partition("/")[0] for v in verdicts}))
 
 
-def safety_metrics(samples: list[Sample], verdicts: list[Verdict]) -> dict:
-    """ASR overall, per category and per form (JailBreakV and MM-SafetyBench report by format)."""
-    by_category, by_form = defaultdict(list), defaultdict(list)
-    for sample, verdict in zip(samples, verdicts, strict=True):
-        by_category[sample.category or "none"].append(verdict.unsafe)
-        by_form[sample.form].append(verdict.unsafe)
-    return {"asr": proportion([v.unsafe for v in verdicts]),
-            "asr_by_category": {k: proportion(v) for k, v in sorted(by_category.items())},
-            "asr_by_form": {k: proportion(v) for k, v in sorted(by_form.items())}}
+def prompt_versions(verdicts: list[Verdict], judge: Judge) -> list[str]:
+    """The prompt versions that decided: native verdicts name theirs (`native/<version>`); other judges
+    have one."""
+    versions = sorted({v.judge.partition("/")[2] for v in verdicts if "/" in v.judge})
+    return versions or [getattr(judge, "prompt_version", getattr(judge, "label", judge.name))]
 
 
-def chosen_letters(name: str, samples: list[Sample], responses: list[str]) -> list[str | None]:
-    """The option letter each response picked; None for open questions (no official parser here)."""
-    parse = choice_parser(name)
-    return [parse(r, s.extra["options"]) if s.answer else None for s, r in zip(samples, responses, strict=True)]
+# ---------------------------------------------------------------- settings
 
 
-def general_metrics(samples: list[Sample], chosen: list[str | None], verdicts: list[Verdict]) -> dict:
-    """Accuracy on the multiple-choice questions and the over-refusal rate on all of them."""
-    correct = [letter == s.answer for s, letter in zip(samples, chosen, strict=True) if s.answer]
-    return {"accuracy": proportion(correct), "orr": proportion([v.refused for v in verdicts]),
-            "n_open_unscored": sum(s.answer is None for s in samples)}
+@dataclass
+class EvalSettings:
+    """What an evaluation is asked to do; saved in the output folder so --resume needs nothing else."""
+
+    model: Path
+    benchmarks: dict[str, Path]
+    judge: str = "refusal"
+    judge_options: dict = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 64
+    prompt_defense: str | None = None
+    use_vllm: bool = False
+    strict: bool = False
+
+    def check(self) -> None:
+        if not self.benchmarks:
+            raise UserError("no benchmarks to evaluate (give NAME=ROOT, e.g. figstep=/data/FigStep)")
+        for name in self.benchmarks:
+            check_benchmark_name(name)
+        for option in ("batch_size", "max_new_tokens", "limit"):
+            value = getattr(self, option)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserError(f"--{option.replace('_', '-')} must be a positive number, got {value!r}")
+        if self.prompt_defense is not None and self.prompt_defense not in PROMPT_DEFENSES:
+            raise UserError(f"unknown prompt defense {self.prompt_defense!r} (defenses: {', '.join(PROMPT_DEFENSES)})")
+        if self.judge not in JUDGES:
+            raise UserError(f"unknown judge {self.judge!r} (judges: {', '.join(JUDGES)})")
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        row["model"] = str(Path(self.model).absolute())
+        row["benchmarks"] = {name: str(Path(root).absolute()) for name, root in self.benchmarks.items()}
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict, where: Path) -> EvalSettings:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(row.get("benchmarks"), dict) or "model" not in row or set(row) - known:
+            raise UserError(f"{where}: not the settings of a sectow eval (fields: {', '.join(sorted(known))})")
+        return cls(**{**row, "model": Path(row["model"]),
+                      "benchmarks": {name: Path(root) for name, root in row["benchmarks"].items()}})
 
 
-def load(name: str, root: Path, limit: int | None, out_dir: Path) -> BenchmarkData:
-    # MMMU's embedded images go with the evaluation, not into a temp folder nobody cleans.
-    takes_cache = "cache_dir" in inspect.signature(BENCHMARKS[name]).parameters
-    return load_benchmark(name, root, limit=limit, **({"cache_dir": out_dir / "image-cache"} if takes_cache else {}))
+# ---------------------------------------------------------------- the evaluation
 
 
-def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, judge: str = "refusal",
-                   judge_options: dict | None = None, limit: int | None = None, batch_size: int = 16,
-                   max_new_tokens: int = 64, prompt_defense: str | None = None, use_vllm: bool = False) -> dict:
-    """Generate, judge and score every benchmark; write eval.json, eval.md and responses.jsonl to
-    `out_dir` and return what eval.json holds. `prompt_defense` (a name in baselines.PROMPT_DEFENSES)
-    adds its defense text to each query as its own paragraph, so it works with any chat template;
-    judges still see the original query. `use_vllm`
-    generates with vLLM where it can run (else HF generate, with a logged warning)."""
-    if not benchmarks:
-        raise UserError("no benchmarks to evaluate (give NAME=ROOT, e.g. figstep=/data/FigStep)")
-    for name in benchmarks:
-        check_benchmark_name(name)
-    if prompt_defense is not None and prompt_defense not in PROMPT_DEFENSES:
-        raise UserError(f"unknown prompt defense {prompt_defense!r} (defenses: {', '.join(PROMPT_DEFENSES)})")
-    # Judge, model folder, output folder and data are all checked before the first (long) generation,
-    # and before anything is written.
-    judge_impl = build_judge(JudgeSettings(kind=judge, options=judge_options or {}))
-    check_model_folder(Path(model_dir))
-    check_output_dir(out_dir)
-    data = {name: load(name, Path(root), limit, out_dir) for name, root in benchmarks.items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    engine = generation_engine(use_vllm)
-    if engine == "vllm":  # vLLM loads the weights itself
-        processor = load_processor(Path(model_dir))
-        generate = partial(vllm_generation.generate, Path(model_dir))
-    else:
-        model, processor = load_policy(Path(model_dir), PolicySettings())
-        generate = partial(generation.generate, model)
-    # One call for every benchmark: a vLLM engine starts once, and batches span benchmarks.
-    samples = [s for bench in data.values() for s in bench.samples]
-    prompts = [(s.query, s.image) for s in (with_prompt_defense(samples, prompt_defense) if prompt_defense else samples)]
-    replies = iter(generate(processor, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, desc="eval"))
+class Evaluation:
+    """A prepared evaluation: settings checked, judge built, benchmarks loaded, the output folder judged
+    usable, the model folder checked when replies are still to be generated. Nothing has been written
+    (MMMU's images sit in a staging folder beside the output folder, removed by `run` or `close`)."""
 
-    entries, audit = {}, []
-    for name, bench in data.items():
-        samples = bench.samples
-        responses = list(islice(replies, len(samples)))
-        verdicts = judge_impl.judge(samples, responses)
-        kind = BENCHMARKS[name].kind
-        rows = [{"benchmark": name, "id": s.id, "form": s.form, "category": s.category, "response": r,
-                 "verdict": asdict(v)} for s, r, v in zip(samples, responses, verdicts, strict=True)]
-        if kind == "safety":
-            metrics = safety_metrics(samples, verdicts)
+    def __init__(self, settings: EvalSettings, out_dir: Path, resume: bool = False, overwrite: bool = False):
+        settings.check()
+        self.settings, self.out_dir, self.resume, self.overwrite = settings, Path(out_dir), resume, overwrite
+        eval_folder.check_output(self.out_dir, resume, overwrite)
+        self.judge = build_judge(JudgeSettings(kind=settings.judge, options=self.judge_options()))
+        if not resume:  # before every image is decoded; a resume may need no model at all
+            check_model_folder(Path(settings.model))
+        self.staging: tempfile.TemporaryDirectory | None = None
+        try:
+            self.data = {name: self.load(name, Path(root)) for name, root in settings.benchmarks.items()}
+            self.check_strict()
+            self.earlier = eval_folder.read_responses(self.out_dir) if resume else {}
+            self.missing = [(name, s) for name, bench in self.data.items() for s in bench.samples
+                            if (name, s.id) not in self.earlier]
+            if resume and self.missing:
+                check_model_folder(Path(settings.model))
+        except BaseException:
+            self.close()
+            raise
+
+    def judge_options(self) -> dict:
+        """The user's options, plus the judge cache inside the output folder for judges that keep one."""
+        options = dict(self.settings.judge_options)
+        if "cache_path" in inspect.signature(JUDGES[self.settings.judge]).parameters:
+            options.setdefault("cache_path", self.out_dir / eval_folder.JUDGE_CACHE)
+        return options
+
+    def load(self, name: str, root: Path) -> BenchmarkData:
+        options = {}
+        if "cache_dir" in inspect.signature(BENCHMARKS[name]).parameters:
+            # MMMU's embedded images: beside the output folder (same disk, which the system temp dir may
+            # not have room on), hidden, owner-only, and removed when the evaluation ends either way.
+            if self.staging is None:
+                self.staging = tempfile.TemporaryDirectory(prefix=f".{self.out_dir.name}-images-",
+                                                           dir=nearest_existing(self.out_dir.absolute()))
+            options["cache_dir"] = Path(self.staging.name) / name
+        data = load_benchmark(name, root, limit=self.settings.limit, **options)
+        data.found.pop("cache_dir", None)  # a staging folder that is gone after the run
+        return data
+
+    def check_strict(self) -> None:
+        skipped = {name: bench.skipped for name, bench in self.data.items() if bench.skipped}
+        if self.settings.strict and skipped:
+            counts = ", ".join(f"{name}: {len(rows)}" for name, rows in skipped.items())
+            first = next(iter(skipped.values()))[0]
+            raise UserError(f"--strict: {sum(map(len, skipped.values()))} rows cannot be evaluated ({counts}; "
+                            f"first: {first['id']}: {first['reason']})")
+
+    def skip_lines(self) -> list[str]:
+        """One line per benchmark: how many of its chosen rows are evaluated and how many skipped."""
+        return [f"{name}: {bench.skip_line()}" for name, bench in self.data.items()]
+
+    def close(self) -> None:
+        if self.staging is not None:
+            self.staging.cleanup()
+            self.staging = None
+
+    # ------------------------------------------------------------ running
+
+    def run(self) -> dict:
+        """Generate what is missing, judge, score, and write eval.json, eval.md and verdicts.jsonl."""
+        try:
+            eval_folder.make_output(self.out_dir, self.overwrite)
+            eval_folder.write_json(self.out_dir / eval_folder.CONFIG, self.settings.to_json())
+            engine, generated = self.generate() if self.missing else ("none (all replies on file)", {})
+            replies = {**self.earlier, **generated}
+            result = self.score(replies, engine, reused=len(self.earlier), generated=len(generated))
+        finally:
+            self.close()
+        return result
+
+    def generate(self) -> tuple[str, dict]:
+        """The missing replies, appended to responses.jsonl batch by batch (vLLM: all at once, since each
+        call starts an engine) before anything is judged."""
+        settings = self.settings
+        engine = generation_engine(settings.use_vllm)
+        model_dir = Path(settings.model)
+        if engine == "vllm":  # vLLM loads the weights itself
+            processor = load_processor(model_dir)
+            generate = partial(vllm_generation.generate, model_dir)
         else:
-            chosen = chosen_letters(name, samples, responses)
-            metrics = general_metrics(samples, chosen, verdicts)
-            for row, sample, letter in zip(rows, samples, chosen):
-                row.update(answer=sample.answer, chosen=letter)
-        audit += rows
-        entries[name] = {"name": name, "kind": kind, "root": str(bench.root), "n": len(samples), **metrics,
-                         "judge": judge_label(verdicts), "found": bench.found}
+            model, processor = load_policy(model_dir, PolicySettings())
+            generate = partial(generation.generate, model)
+        samples = [s for _, s in self.missing]
+        queries = [s.query for s in (with_prompt_defense(samples, settings.prompt_defense)
+                                     if settings.prompt_defense else samples)]
+        several = any(len(sample_images(s)) > 1 for s in samples)
+        one_image_reason = ("the vLLM engine here takes one image per prompt" if engine == "vllm" else
+                            None if not several else several_images_refused(generate, processor))
+        inputs = [model_input(s, q, engine, one_image_reason) for s, q in zip(samples, queries)]
+        # vLLM schedules its own batches: one call, so that its engine starts once.
+        step = len(inputs) if engine == "vllm" else settings.batch_size
+        generated = {}
+        with eval_folder.ResponseLog(self.out_dir) as responses:
+            for start in tqdm(range(0, len(inputs), step), desc="eval", leave=False):
+                chunk = inputs[start:start + step]
+                replies = generate(processor, [prompt for prompt, _ in chunk], max_new_tokens=settings.max_new_tokens,
+                                   batch_size=settings.batch_size)
+                rows = [{"benchmark": name, "id": sample.id, "response": reply, **extra}
+                        for (name, sample), (_, extra), reply in zip(self.missing[start:start + step], chunk, replies,
+                                                                     strict=True)]
+                responses.write(rows)
+                generated.update({(row["benchmark"], row["id"]): row for row in rows})
+        return engine, generated
 
-    result = {"model": str(model_dir), "judge": judge, "limit": limit, "max_new_tokens": max_new_tokens,
-              "prompt_defense": prompt_defense, "generation_engine": engine, "benchmarks": entries}
-    write_atomic(out_dir / "responses.jsonl", "".join(json.dumps(row) + "\n" for row in audit))
-    write_atomic(out_dir / "eval.json", json.dumps(result, indent=1, default=str))
-    write_atomic(out_dir / "eval.md", markdown(result))
-    return result
+    def score(self, replies: dict, engine: str, reused: int, generated: int) -> dict:
+        entries, audit, used_versions = {}, [], set()
+        for name, bench in self.data.items():
+            samples = bench.samples
+            rows = [replies[(name, s.id)] for s in samples]
+            responses = [row["response"] for row in rows]
+            try:
+                verdicts = self.judge.judge(samples, responses)
+            except UserError as err:
+                raise UserError(f"{err} (judging {name}; the replies are kept in "
+                                f"{self.out_dir / eval_folder.RESPONSES}: `sectow eval --resume {self.out_dir}` "
+                                f"judges the rest without generating them again)") from None
+            kind = BENCHMARKS[name].kind
+            records = [{"benchmark": name, "id": s.id, "form": s.form, "category": s.category, "verdict": asdict(v),
+                        **{k: row[k] for k in ("images", "note") if k in row}}
+                       for s, v, row in zip(samples, verdicts, rows, strict=True)]
+            if kind == "safety":
+                metrics = safety_metrics(samples, verdicts)
+            else:
+                answers = score_answers(name, samples, responses)
+                metrics = benign_metrics(samples, answers, verdicts)
+                metrics["images"] = image_counts(rows, samples)
+                for record, sample, answer in zip(records, samples, answers):
+                    record.update(answer=sample.answer or sample.extra.get("open_answer"), chosen=answer.chosen,
+                                  guessed=answer.guessed, correct=answer.correct)
+            versions = prompt_versions(verdicts, self.judge)
+            used_versions.update(versions)
+            audit += records
+            entries[name] = {
+                "name": name, "kind": kind, "root": str(bench.root), "rows": len(samples) + len(bench.skipped),
+                "n": len(samples), "skipped": skipped_summary(bench), **metrics,
+                "judge": judge_label(verdicts), "judge_prompt_versions": versions, "found": bench.found,
+            }
+        known = all_prompt_versions()
+        settings = self.settings
+        result = {"model": str(Path(settings.model).absolute()), "judge": settings.judge,
+                  "judge_options": self.judge_options(),
+                  "judge_prompts": {v: known[v] for v in sorted(used_versions) if v in known},
+                  "limit": settings.limit, "batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens,
+                  "prompt_defense": settings.prompt_defense, "strict": settings.strict, "intervals": INTERVALS,
+                  "generation_engine": engine, "responses": {"generated": generated, "reused": reused},
+                  "benchmarks": entries}
+        eval_folder.write_private(self.out_dir / eval_folder.VERDICTS,
+                                  "".join(json.dumps(row) + "\n" for row in audit))
+        eval_folder.write_json(self.out_dir / eval_folder.RESULT, result)
+        eval_folder.write_private(self.out_dir / eval_folder.TABLE, markdown(result))
+        return eval_folder.read_json(self.out_dir / eval_folder.RESULT)  # exactly what eval.json holds
+
+
+def several_images_refused(generate, processor) -> str | None:
+    """None when the model answers a two-image prompt; otherwise why not (its processor or model takes one
+    image per prompt). Tried once, on two blank images, before any benchmark row."""
+    blank = Image.new("RGB", (56, 56), "white")
+    try:
+        generate(processor, [("Are these two images the same?", [blank, blank])], max_new_tokens=1, batch_size=1)
+    except Exception as err:  # noqa: BLE001 - any failure means: not with several images
+        log.warning("this model does not take two images in one prompt (%s: %s): multi-image rows get their first "
+                    "image only", err.__class__.__name__, str(err).splitlines()[0] if str(err) else "")
+        return f"this model takes one image per prompt ({err.__class__.__name__})"
+    return None
+
+
+def model_input(sample: Sample, query: str, engine: str, one_image_reason: str | None) -> tuple[tuple, dict]:
+    """The (text, image) prompt for one sample and what the response row records about its images.
+    Questions that carry an image list (MMMU, MMMU-Pro) give them all after the text, unless the model
+    takes one image per prompt: then the first, and a note says so."""
+    images = sample_images(sample)
+    if "images" not in sample.extra:
+        return (query, sample.image), {}
+    fed = images if one_image_reason is None else images[:1]
+    extra = {"images": len(fed)}
+    if len(fed) < len(images):
+        extra["note"] = f"{one_image_reason}: fed image 1 of {len(images)}"
+    # vLLM's prompt takes one image, placed as in every other single-image prompt.
+    return ((query, fed[0]) if engine == "vllm" else (query, fed)), extra
+
+
+def image_counts(rows: list[dict], samples: list[Sample]) -> dict:
+    """How many questions had several images, and how many of those the model saw only in part."""
+    several = sum(len(sample_images(s)) > 1 for s in samples)
+    return {"rows_with_several": several, "rows_fed_first_only": sum("note" in row for row in rows)}
+
+
+def skipped_summary(bench: BenchmarkData) -> dict:
+    return {"count": len(bench.skipped), "by_kind": dict(sorted(Counter(r["kind"] for r in bench.skipped).items())),
+            "rows": bench.skipped}
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def prepare_evaluation(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, judge: str = "refusal",
+                       judge_options: dict | None = None, limit: int | None = None, batch_size: int = 16,
+                       max_new_tokens: int = 64, prompt_defense: str | None = None, use_vllm: bool = False,
+                       strict: bool = False, overwrite: bool = False) -> Evaluation:
+    """A new evaluation, checked and loaded; `.run()` it. `prompt_defense` (a name in
+    baselines.PROMPT_DEFENSES) adds its defense text to each query as its own paragraph, so it works with
+    any chat template; judges still see the original query. `use_vllm` generates with vLLM where it can
+    run (else HF generate, with a logged warning). `strict` makes any skipped row an error; `overwrite`
+    replaces an earlier eval folder at `out_dir`, which is otherwise refused."""
+    settings = EvalSettings(model=Path(model_dir), benchmarks=dict(benchmarks), judge=judge,
+                            judge_options=dict(judge_options or {}), limit=limit, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, prompt_defense=prompt_defense, use_vllm=use_vllm,
+                            strict=strict)
+    return Evaluation(settings, Path(out_dir), overwrite=overwrite)
+
+
+def prepare_resume(out_dir: Path, judge_options: dict | None = None) -> Evaluation:
+    """The evaluation an eval folder was started with, to finish: its replies are reused, only missing
+    ones generated. `judge_options` replace the saved ones key by key (e.g. a judge server that moved)."""
+    out_dir = Path(out_dir)
+    eval_folder.check_output(out_dir, resume=True, overwrite=False)
+    path = out_dir / eval_folder.CONFIG
+    settings = EvalSettings.from_json(eval_folder.read_json(path), path)
+    settings.judge_options = {**settings.judge_options, **(judge_options or {})}
+    return Evaluation(settings, out_dir, resume=True)
+
+
+def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, **options) -> dict:
+    """Prepare and run an evaluation (options as `prepare_evaluation`); return what eval.json holds."""
+    return prepare_evaluation(model_dir, benchmarks, out_dir, **options).run()
 
 
 def markdown(result: dict) -> str:
-    """One row per (benchmark, metric), then ASR by category for each safety benchmark."""
+    """One row per (benchmark, metric), the rows skipped, then ASR by category for each safety benchmark."""
     def cell(rate: dict) -> str:
         if rate["value"] is None:
             return "- | - | 0"
@@ -159,10 +389,17 @@ def markdown(result: dict) -> str:
 
     lines = [f"# Evaluation of `{result['model']}`", "", "| benchmark | metric | value | 95% interval | n | judge |",
              "|---|---|---|---|---|---|"]
+    metrics = ("asr", "accuracy", "accuracy_without_fallback", "accuracy_parsed_only", "orr")
     for name, entry in result["benchmarks"].items():
-        for metric in ("asr", "accuracy", "orr"):
+        for metric in metrics:
             if metric in entry:
                 lines.append(f"| {name} | {metric} | {cell(entry[metric])} | {entry['judge']} |")
+    lines += ["", "Intervals: Wilson score, 95%. `accuracy` is the official rule (MMMU's random-guess fallback "
+              "counts); `accuracy_without_fallback` counts a guess as wrong; `accuracy_parsed_only` is over the "
+              "replies an answer could be read from.", "", "| benchmark | rows | evaluated | skipped |",
+              "|---|---|---|---|"]
+    lines += [f"| {name} | {entry['rows']} | {entry['n']} | {entry['skipped']['count']} |"
+              for name, entry in result["benchmarks"].items()]
     for name, entry in result["benchmarks"].items():
         if "asr_by_category" in entry:
             lines += ["", f"## {name}: ASR by category", "", "| category | asr | 95% interval | n |",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sectow.attacks.forms import UNSEEN_FORM
 from sectow.data.schema import Sample
-from sectow.evaluation.metrics import benign_metrics, safety_metrics
+from sectow.evaluation.metrics import Answer, benign_metrics, safety_metrics
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
 from sectow.rewards import parse_option_letter
@@ -18,7 +18,10 @@ def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[S
                          batch_size=batch_size, desc="evaluate")
     verdicts = judge.judge(samples, responses)
     n = len(jailbreaks)
-    metrics = benign_metrics(benign, responses[n:], verdicts[n:], lambda s, r: parse_option_letter(r))
+    # The miniature's questions take one answer form, "Answer: X": no letter read from anything else.
+    answers = [Answer(parse_option_letter(r) == s.answer, False, parse_option_letter(r))
+               for s, r in zip(benign, responses[n:]) if s.answer]
+    metrics = benign_metrics(benign, answers, verdicts[n:])
     if jailbreaks:
         metrics.update(safety_metrics(jailbreaks, verdicts[:n], unseen_forms=(UNSEEN_FORM,)))
     return metrics

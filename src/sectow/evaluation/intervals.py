@@ -1,48 +1,45 @@
-"""Rates with uncertainty: a seeded percentile bootstrap of the mean, so every reported ASR, ORR and
-accuracy carries an interval that is the same on every rerun."""
+"""Rates with uncertainty: Wilson score intervals, so every reported ASR, ORR and accuracy carries an
+interval that is honest at the edges (0 of 6 is [0.000, 0.390], never [0.000, 0.000]) and the same on
+every rerun."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from statistics import NormalDist
 
-import numpy as np
-
-CHUNK_VALUES = 4_000_000  # resampled values held at once: bounds memory on 28k-sample benchmarks
-
-
-def bootstrap_interval(flags: list[bool | float], resamples: int = 1000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `flags` at confidence `level`."""
-    if not flags:
-        raise ValueError("a bootstrap interval needs at least one value")
-    if resamples < 1 or not 0 < level < 1:
-        raise ValueError(f"need resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
-    values = np.asarray(flags, dtype=float)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, CHUNK_VALUES // len(values))
-    means = np.concatenate([
-        values[rng.integers(0, len(values), size=(min(per_chunk, resamples - start), len(values)))].mean(axis=1)
-        for start in range(0, resamples, per_chunk)
-    ])
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+LEVEL = 0.95
+DIGITS = 4
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a proportion (95% at the default z): never zero-width at 0/n or n/n."""
-    if n < 1 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
-    share = successes / n
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of `successes` out of `n` at confidence `level`. Unlike the normal
+    approximation it stays inside [0, 1] and has a positive width at 0/n and n/n."""
+    if n < 1:
+        raise ValueError(f"a proportion needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    if not 0 < level < 1:
+        raise ValueError(f"need 0 < level < 1, got {level}")
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # The bounds are exactly 0 and 1 at the edges; floating point can land a hair outside.
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
 
 
-def proportion(flags: list[bool]) -> dict:
-    """The share of true flags, how many there were, and its 95% Wilson interval (None for no flags)."""
+def proportion(flags: Sequence[bool | int | float]) -> dict:
+    """The share of true flags, how many there were, and its 95% Wilson interval:
+    `{"value", "n", "interval": [low, high]}`, with `value` and `interval` None for no flags.
+    Flags are booleans (or 0/1)."""
     if not flags:
         return {"value": None, "n": 0, "interval": None}
-    low, high = wilson_interval(sum(bool(f) for f in flags), len(flags))
-    return {"value": round(sum(bool(f) for f in flags) / len(flags), 4), "n": len(flags),
-            "interval": [round(low, 4), round(high, 4)]}
+    if any(flag not in (0, 1) for flag in flags):  # True == 1 and False == 0, so bools pass
+        raise ValueError("proportion() takes true/false flags (or 0/1)")
+    successes, n = int(sum(bool(flag) for flag in flags)), len(flags)
+    low, high = wilson_interval(successes, n)
+    return {"value": round(successes / n, DIGITS), "n": n, "interval": [round(low, DIGITS), round(high, DIGITS)]}

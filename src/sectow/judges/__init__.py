@@ -10,9 +10,11 @@ from sectow.judges.base import Judge, Verdict
 from sectow.judges.composite import AllOf, AnyOf
 from sectow.judges.guard import GuardJudge
 from sectow.judges.http import HttpJudge
+from sectow.judges.native import NativeJudge
 from sectow.judges.refusal import RefusalJudge
 
-JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge}
+JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge,
+                                  "native": NativeJudge}
 COMPOSITES: dict[str, type] = {"all": AllOf, "any": AnyOf}
 
 
@@ -26,13 +28,17 @@ def check_judge(settings: JudgeSettings, where: str = "judge") -> None:
         known = [*JUDGES, *COMPOSITES]
         nearest = difflib.get_close_matches(settings.kind, known, n=1)
         hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
-        raise UserError(f"{where}: unknown judge {settings.kind!r} (judges: {', '.join(known)}){hint}")
+        raise UserError(f"unknown judge {settings.kind!r}{_at(where)} (judges: {', '.join(known)}){hint}")
     cls = JUDGES[settings.kind]
     try:
         inspect.signature(cls).bind(**settings.options)
     except TypeError as err:
         accepted = ", ".join(inspect.signature(cls).parameters)
-        raise UserError(f"{where}: {settings.kind} judge: {err} (options: {accepted})") from None
+        raise UserError(f"judge {settings.kind!r}{_at(where)}: {err} (options: {accepted})") from None
+
+
+def _at(where: str) -> str:
+    return "" if where == "judge" else f" at {where}"
 
 
 def build_judge(settings: JudgeSettings) -> Judge:
@@ -43,5 +49,5 @@ def build_judge(settings: JudgeSettings) -> Judge:
     return JUDGES[settings.kind](**settings.options)
 
 
-__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "AllOf", "AnyOf", "JUDGES", "build_judge",
-           "check_judge"]
+__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "NativeJudge", "AllOf", "AnyOf", "JUDGES",
+           "build_judge", "check_judge"]

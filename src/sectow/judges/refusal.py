@@ -45,6 +45,7 @@ class RefusalJudge(Judge):
             raise UserError(f"refusal judge: max_chars must be a positive number of characters, got {max_chars!r}")
         self.markers = REFUSAL_LISTS[markers]
         self.max_chars = max_chars
+        self.prompt_version = f"refusal-strings-{markers}" + (f"-first-{max_chars}-chars" if max_chars else "")
 
     def judge(self, samples: list[Sample], responses: list[str]) -> list[Verdict]:
         verdicts = []

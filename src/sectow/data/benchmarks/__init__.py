@@ -23,9 +23,11 @@ BENCHMARKS: dict[str, type[BenchmarkLoader]] = {
 
 
 def load_benchmark(name: str, root: str | Path, limit: int | None = None,
-                   categories: Sequence[str] | str | None = None, seed: int = 0, **options) -> BenchmarkData:
+                   categories: Sequence[str] | str | None = None, seed: int = 0, check_images: bool = True,
+                   **options) -> BenchmarkData:
     """Load benchmark `name` from `root`, optionally only some categories and a seeded random `limit`
-    of samples. `options` go to the loader (mmsafetybench: `variants`; MMMU and MMMU-Pro: `cache_dir`)."""
+    of rows; chosen rows whose images are missing (or unreadable, with `check_images`) are listed in
+    `skipped`. `options` go to the loader (mmsafetybench: `variants`; MMMU and MMMU-Pro: `cache_dir`)."""
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     loader = BENCHMARKS[name]
@@ -34,7 +36,7 @@ def load_benchmark(name: str, root: str | Path, limit: int | None = None,
     if unknown:
         takes = f"takes {', '.join(sorted(accepted))}" if accepted else "takes no options"
         raise UserError(f"benchmark {name!r} has no option {unknown[0]!r} ({takes})")
-    return loader(**options).load(root, limit=limit, categories=categories, seed=seed)
+    return loader(**options).load(root, limit=limit, categories=categories, seed=seed, check_images=check_images)
 
 
 __all__ = ["BENCHMARKS", "BenchmarkData", "BenchmarkLoader", "load_benchmark"]

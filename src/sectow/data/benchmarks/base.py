@@ -1,5 +1,5 @@
-"""What every benchmark loader shares: the loader interface, its result, subset selection, and the
-readers that turn missing files, columns and bad rows into one-line UserErrors."""
+"""What every benchmark loader shares: the loader interface, its result, subset selection, skipped rows,
+and the readers that turn missing files, columns and bad rows into one-line UserErrors."""
 
 from __future__ import annotations
 
@@ -9,23 +9,44 @@ import random
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from sectow.data.schema import Sample, resolve_inside
+from sectow.data.schema import Sample, load_image, resolve_inside
 from sectow.errors import UserError
+
+SKIP = "skip"  # Sample.extra key: why this row cannot be evaluated ({"kind", "reason"})
+MISSING_IMAGE, UNREADABLE_IMAGE = "missing image", "unreadable image"
 
 
 @dataclass
 class BenchmarkData:
-    """A loaded benchmark. `found` says what was on disk: files read, rows, `missing_images`, and
-    family-specific parts (e.g. MM-SafetyBench scenarios); `available` counts samples before subsetting."""
+    """A loaded benchmark. `samples` can be evaluated; `skipped` lists the chosen rows that cannot be
+    (`{"id", "kind", "reason"}`: a missing or unreadable image), so no row is dropped silently. `found`
+    says what was on disk: files read, rows, `missing_images`, and family-specific parts (e.g.
+    MM-SafetyBench scenarios); `available` counts usable samples before subsetting."""
 
     name: str
     samples: list[Sample]
     found: dict
     root: Path
+    skipped: list[dict] = field(default_factory=list)
+
+    def skip_line(self) -> str:
+        """One line on what was evaluated and what was skipped, as `sectow eval` and `sectow doctor` say it."""
+        rows = len(self.samples) + len(self.skipped)
+        line = f"{len(self.samples)} of {rows} rows usable, {len(self.skipped)} skipped"
+        if self.skipped:
+            kinds = Counter(row["kind"] for row in self.skipped)
+            line += " (" + ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items())) + ")"
+        return line
+
+
+def skip(sample: Sample, kind: str, reason: str) -> Sample:
+    """Mark a row as one that cannot be evaluated, and why."""
+    sample.extra[SKIP] = {"kind": kind, "reason": reason}
+    return sample
 
 
 class BenchmarkLoader(ABC):
@@ -37,27 +58,56 @@ class BenchmarkLoader(ABC):
     description: ClassVar[str]
 
     def load(self, root: str | Path, limit: int | None = None,
-             categories: Sequence[str] | str | None = None, seed: int = 0) -> BenchmarkData:
+             categories: Sequence[str] | str | None = None, seed: int = 0, check_images: bool = True) -> BenchmarkData:
+        """The chosen rows of the benchmark under `root`. The subset is drawn from every row, usable or
+        not, so it stays the same when images come or go; the chosen rows that cannot be evaluated
+        (image missing, or unreadable when `check_images`) are listed in `skipped`, not dropped."""
         root = Path(root).expanduser()
         if not root.is_dir():
             raise UserError(f"{root}: no such folder (root of benchmark {self.name!r})")
-        samples, found = self.read(root)
-        require_samples(samples, found, f"{root}: no usable samples for benchmark {self.name!r}")
-        duplicates = [id_ for id_, n in Counter(s.id for s in samples).items() if n > 1]
+        rows, found = self.read(root)
+        usable = [s for s in rows if SKIP not in s.extra]
+        require_samples(usable, found, f"{root}: no usable samples for benchmark {self.name!r}")
+        duplicates = [id_ for id_, n in Counter(s.id for s in rows).items() if n > 1]
         if duplicates:
             raise UserError(f"{root}: benchmark {self.name!r} has sample id {duplicates[0]!r} twice")
-        found["available"] = len(samples)
-        chosen = self.finish(select_subset(samples, limit, categories, seed), found)
-        require_samples(chosen, found, f"{root}: no usable samples left for benchmark {self.name!r}")
-        return BenchmarkData(name=self.name, samples=chosen, found=found, root=root)
+        found["available"] = len(usable)
+        chosen = self.finish(select_subset(rows, limit, categories, seed), found)
+        if check_images:
+            for sample in chosen:
+                if SKIP not in sample.extra:
+                    check_sample_images(sample)
+        samples = [s for s in chosen if SKIP not in s.extra]
+        require_samples(samples, found, f"{root}: no usable samples left for benchmark {self.name!r}")
+        for sample in samples:
+            sample.extra["benchmark"] = self.name  # judges that score by benchmark (native) read it
+        skipped = [{"id": s.id, **s.extra[SKIP]} for s in chosen if SKIP in s.extra]
+        return BenchmarkData(name=self.name, samples=samples, found=found, root=root, skipped=skipped)
 
     @abstractmethod
     def read(self, root: Path) -> tuple[list[Sample], dict]:
-        """Every usable sample under `root`, and what was found there."""
+        """Every row under `root` as a sample (those that cannot be evaluated marked with `skip`), and
+        what was found there."""
 
     def finish(self, samples: list[Sample], found: dict) -> list[Sample]:
         """Last step on the chosen subset only (MMMU writes its embedded images here)."""
         return samples
+
+
+def sample_images(sample: Sample) -> list[str]:
+    """Every image of a sample in the order the model sees them (MMMU rows can have several)."""
+    return list(sample.extra.get("images") or ([sample.image] if sample.image else []))
+
+
+def check_sample_images(sample: Sample) -> None:
+    """Decode each image of a chosen sample as generation will; a file that cannot be read marks the row
+    skipped with the reason, instead of failing the whole evaluation halfway through."""
+    for path in dict.fromkeys(sample_images(sample)):
+        try:
+            load_image(path)
+        except UserError as err:
+            skip(sample, UNREADABLE_IMAGE, str(err))
+            return
 
 
 def require_samples(samples: list[Sample], found: dict, message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.data.benchmarks.base import BenchmarkLoader, existing_image, expect_file, read_csv
+from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, expect_file, read_csv, skip
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -48,13 +48,15 @@ class FigStep(BenchmarkLoader):
             # `_6` is FigStep's query-type id for its typographic attack; the CSV stores no path.
             filename = f"query_ForbidQI_{safebench_id(row)}_6.png"
             image = existing_image(folder, filename, f"{path} row {number}")
+            sample = Sample(
+                id=f"{self.name}/{safebench_id(row)}", query=FIGSTEP_QUERY, label="harmful",
+                image=str(image) if image else None, category=row["category_name"], intent=row["question"],
+                form="figstep",
+            )
             if image is None:
                 missing += 1
-                continue
-            samples.append(Sample(
-                id=f"{self.name}/{safebench_id(row)}", query=FIGSTEP_QUERY, label="harmful", image=str(image),
-                category=row["category_name"], intent=row["question"], form="figstep",
-            ))
+                skip(sample, MISSING_IMAGE, f"{folder / filename} not found (row {number})")
+            samples.append(sample)
         return samples, {"files": [str(path)], "image_folder": str(folder), "rows": len(rows),
                          "missing_images": missing}
 

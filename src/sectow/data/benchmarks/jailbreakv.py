@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.data.benchmarks.base import BenchmarkLoader, existing_image, read_csv
+from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, read_csv, skip
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -33,13 +33,15 @@ class JailBreakV(BenchmarkLoader):
         samples, missing = [], 0
         for number, row in enumerate(rows, start=1):
             image = existing_image(path.parent, row["image_path"], f"{path} row {number}")
+            sample = Sample(
+                id=f"{self.name}/{row['id']}", query=row["jailbreak_query"], label="harmful",
+                image=str(image) if image else None, category=row["policy"], intent=row["redteam_query"],
+                form=row["format"],
+            )
             if image is None:
                 missing += 1
-                continue
-            samples.append(Sample(
-                id=f"{self.name}/{row['id']}", query=row["jailbreak_query"], label="harmful",
-                image=str(image), category=row["policy"], intent=row["redteam_query"], form=row["format"],
-            ))
+                skip(sample, MISSING_IMAGE, f"{path.parent / row['image_path']} not found (row {number})")
+            samples.append(sample)
         return samples, {"files": [str(path)], "rows": len(rows), "missing_images": missing}
 
 

@@ -1,6 +1,7 @@
 """MMMU and MMMU-Pro from their local parquet files (shared/benchmarks.md sections 4-5), with the
-official direct-answer prompts. Images are embedded in the parquet; the first image of each chosen
-question is written to a cache folder (never inside the dataset root, which may be read-only)."""
+official direct-answer prompts. Images are embedded in the parquet; every image of each chosen question
+is written to a cache folder (never inside the dataset root, which may be read-only) and the question
+carries them all, in the order MMMU-Pro's reference inference feeds them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from sectow.data.benchmarks.base import BenchmarkLoader, check_columns
+from sectow.data.benchmarks.base import MISSING_IMAGE, UNREADABLE_IMAGE, BenchmarkLoader, check_columns, skip
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -33,6 +34,18 @@ PRO_VISION_INSTRUCTION = (
     "should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options."
 )
 IMAGE_COLUMN = re.compile(r"image(?:_(\d+))?")  # image_1 .. image_7 (MMMU), image (MMMU-Pro vision)
+IMAGE_PLACEHOLDER = re.compile(r"<image\s+(\d+)>")
+IMAGE_MARKER = "[image]"
+
+
+def place_images(prompt: str) -> tuple[str, list[str]]:
+    """MMMU-Pro's reference transformers inference (mmmu-pro/infer/infer_transformers.py, MMMU repo at
+    commit 40b550c2, `replace_images_tokens` and `origin_mmmu_doc_to_visual`): every `<image k>` in the
+    prompt, question and options alike, becomes the marker `[image]`, and the images follow the text
+    in the order of those placeholders (`image_k` once per mention). Returns the text and that column
+    order."""
+    order = [f"image_{number}" for number in IMAGE_PLACEHOLDER.findall(prompt)]
+    return IMAGE_PLACEHOLDER.sub(IMAGE_MARKER, prompt), order
 
 
 def mmmu_prompt(question: str, options: Sequence[str]) -> str:
@@ -98,7 +111,9 @@ def write_image(cache: Path, data: bytes) -> Path | None:
     if not path.is_file():
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            temporary.write_bytes(data)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
             temporary.replace(path)
         except OSError as err:
             raise UserError(f"{cache}: cannot write images to the cache folder ({err.strerror})") from None
@@ -115,6 +130,7 @@ class ParquetBenchmark(BenchmarkLoader):
     def __init__(self, cache_dir: str | Path | None = None):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.origin: dict[str, tuple[Path, int]] = {}  # sample id -> (parquet file, row index)
+        self.slots: dict[str, list[str]] = {}  # sample id -> image columns its placeholders name, in order
 
     @abstractmethod
     def parquet_files(self, root: Path) -> list[Path]:
@@ -122,11 +138,11 @@ class ParquetBenchmark(BenchmarkLoader):
 
     @abstractmethod
     def sample(self, row: dict, path: Path, where: str) -> Sample:
-        """One question (no image yet) from a parquet row."""
+        """One question (no image yet) from a parquet row, its prompt with `<image k>` still in it."""
 
     def read(self, root: Path) -> tuple[list[Sample], dict]:
         files = self.parquet_files(root)
-        samples, self.origin = [], {}
+        samples, self.origin, self.slots = [], {}, {}
         for path in files:
             names = parquet_columns(path)
             check_columns(names, self.required, path)
@@ -134,6 +150,7 @@ class ParquetBenchmark(BenchmarkLoader):
             rows = parquet_rows(path, [n for n in names if not IMAGE_COLUMN.fullmatch(n)])
             for index, row in enumerate(rows):
                 sample = self.sample(row, path, f"{path} row {index + 1}")
+                sample.query, self.slots[sample.id] = place_images(sample.query)
                 self.origin[sample.id] = (path, index)
                 samples.append(sample)
         return samples, {"files": [str(p) for p in files], "rows": len(samples), "missing_images": 0}
@@ -141,30 +158,51 @@ class ParquetBenchmark(BenchmarkLoader):
     def finish(self, samples: list[Sample], found: dict) -> list[Sample]:
         cache = self.cache_dir or Path(tempfile.mkdtemp(prefix="sectow-images-"))
         try:
-            cache.mkdir(parents=True, exist_ok=True)
+            cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as err:
             raise UserError(f"{cache}: cannot create the image cache folder ({err.strerror})") from None
         cache = cache.resolve()  # Sample.image is an absolute path
         by_file: dict[Path, list[Sample]] = {}
         for sample in samples:
             by_file.setdefault(self.origin[sample.id][0], []).append(sample)
-        usable: set[str] = set()
         for path, group in by_file.items():
             columns = image_columns(parquet_columns(path))
             rows = parquet_rows(path, columns)
             for sample in group:
                 row = rows[self.origin[sample.id][1]]
-                images = [row[c].get("bytes") if isinstance(row[c], dict) else row[c] for c in columns]
-                images = [data for data in images if data]
-                image = write_image(cache, images[0]) if images else None
-                if image is None:
-                    found["missing_images"] += 1
-                    continue
-                sample.image = str(image)
-                sample.extra["n_images"] = len(images)  # the model sees only the first
-                usable.add(sample.id)
+                present = {c: (row[c].get("bytes") if isinstance(row[c], dict) else row[c]) for c in columns}
+                present = {c: data for c, data in present.items() if data}
+                # Placeholder order first (MMMU-Pro's rule); images no placeholder names follow in slot
+                # order, so every image of the row reaches the model.
+                order = self.slots[sample.id] + [c for c in present if c not in self.slots[sample.id]]
+                where = f"{path} row {self.origin[sample.id][1] + 1}"
+                self.attach_images(sample, order, present, cache, found, where)
         found["cache_dir"] = str(cache)
-        return [s for s in samples if s.id in usable]
+        return samples
+
+    @staticmethod
+    def attach_images(sample: Sample, order: list[str], present: dict[str, bytes], cache: Path, found: dict,
+                      where: str) -> None:
+        """Write the row's images in `order` to the cache and set `image` (the first) and
+        `extra["images"]` (all); a referenced slot that is empty or unreadable marks the row skipped."""
+        if not order:
+            found["missing_images"] += 1
+            skip(sample, MISSING_IMAGE, f"{where}: no image in any image column")
+            return
+        paths = []
+        for column in order:
+            if column not in present:
+                found["missing_images"] += 1
+                skip(sample, MISSING_IMAGE, f"{where}: {column} is empty but the question refers to "
+                                            f"<image {column.rpartition('_')[2]}>")
+                return
+            image = write_image(cache, present[column])
+            if image is None:
+                skip(sample, UNREADABLE_IMAGE, f"{where}: {column} holds bytes that are not an image")
+                return
+            paths.append(str(image))
+        sample.image, sample.extra["images"] = paths[0], paths
+        sample.extra["n_images"] = len(paths)
 
 
 class MMMU(ParquetBenchmark):

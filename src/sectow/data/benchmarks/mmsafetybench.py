@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sectow.data.benchmarks.base import BenchmarkLoader, existing_image, expect_file, read_json
+from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, expect_file, read_json, skip
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -59,9 +59,10 @@ class MMSafetyBench(BenchmarkLoader):
                 missing_scenarios[scenario] = f"no question file {path}"
                 continue
             if folder is None:
+                # Its questions are rows that cannot be evaluated: listed as skipped, not left out.
                 missing_scenarios[scenario] = f"no image folder data/imgs/{scenario}, imgs/{scenario} or {scenario}"
-                continue
-            found_scenarios.append(scenario)
+            else:
+                found_scenarios.append(scenario)
             entries = read_json(path)
             if not isinstance(entries, dict):
                 raise UserError(f"{path}: expected a JSON object keyed by question id")
@@ -78,15 +79,17 @@ class MMSafetyBench(BenchmarkLoader):
                     if not isinstance(entry.get(needed_field), str):
                         raise UserError(f"{where}: missing field {needed_field!r}")
                 for variant in self.variants:
-                    image = existing_image(folder, f"{variant}/{qid}.jpg", where)
+                    image = existing_image(folder, f"{variant}/{qid}.jpg", where) if folder else None
+                    sample = Sample(
+                        id=f"{self.name}/{scenario}/{variant}/{qid}", query=entry[VARIANT_QUERY[variant]],
+                        label="harmful", image=str(image) if image else None, category=scenario,
+                        intent=entry["Question"], form=variant, seed_id=f"{scenario}/{qid}",
+                    )
                     if image is None:
                         missing += 1
-                        continue
-                    samples.append(Sample(
-                        id=f"{self.name}/{scenario}/{variant}/{qid}", query=entry[VARIANT_QUERY[variant]],
-                        label="harmful", image=str(image), category=scenario, intent=entry["Question"],
-                        form=variant, seed_id=f"{scenario}/{qid}",
-                    ))
+                        where_image = folder / variant if folder else missing_scenarios[scenario]
+                        skip(sample, MISSING_IMAGE, f"{variant}/{qid}.jpg not found ({where_image})")
+                    samples.append(sample)
         found = {"files": [str(questions)], "variants": list(self.variants), "scenarios": found_scenarios,
                  "missing_scenarios": missing_scenarios, "missing_images": missing}
         return samples, found
