@@ -13,12 +13,14 @@ from sectow.faults import crash_point
 
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` to write; rename it onto `path` when the block succeeds and
-    remove it when the block fails. An OSError that names no file (a write on a full disk) gets `path`,
-    so the one-line error says which file could not be written."""
+    """Yield a temporary path beside `path` to write; rename it onto `path`, owner-only whatever the umask
+    (sectow's files hold jailbreak data and model replies), when the block succeeds, and remove it when
+    the block fails. An OSError that names no file (a write on a full disk) gets `path`, so the one-line
+    error says which file could not be written."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         yield tmp
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import logging
 import sys
 import warnings
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Everything sectow writes (pool, images, checkpoints, replies, reports, caches) is owner-only,
+    # whatever the user's umask: it holds jailbreak data and model replies to it.
+    os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "transformers", "sentence_transformers", "datasets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

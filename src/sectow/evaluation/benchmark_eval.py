@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sectow.atomic import write_atomic
 from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
 from sectow.config import JudgeSettings, PolicySettings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
@@ -298,10 +299,10 @@ class Evaluation:
                   "prompt_defense": settings.prompt_defense, "strict": settings.strict, "intervals": INTERVALS,
                   "generation_engine": engine, "responses": {"generated": generated, "reused": reused},
                   "benchmarks": entries}
-        eval_folder.write_private(self.out_dir / eval_folder.VERDICTS,
+        write_atomic(self.out_dir / eval_folder.VERDICTS,
                                   "".join(json.dumps(row) + "\n" for row in audit))
         eval_folder.write_json(self.out_dir / eval_folder.RESULT, result)
-        eval_folder.write_private(self.out_dir / eval_folder.TABLE, markdown(result))
+        write_atomic(self.out_dir / eval_folder.TABLE, markdown(result))
         return eval_folder.read_json(self.out_dir / eval_folder.RESULT)  # exactly what eval.json holds
 
 

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from sectow.atomic import write_atomic
 from sectow.errors import UserError
 from sectow.judges.cache import ends_with_newline, open_private
 from sectow.paths import check_output_dir
@@ -57,22 +58,8 @@ def make_output(out_dir: Path, overwrite: bool) -> None:
         shutil.rmtree(out_dir / "image-cache", ignore_errors=True)  # where earlier versions kept MMMU images
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a whole file under a temporary name, owner-only, then rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open_private(tmp) as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:
-            err.filename = str(path)
-        raise
-
-
 def write_json(path: Path, value) -> None:
-    write_private(path, json.dumps(value, indent=1, default=str))
+    write_atomic(path, json.dumps(value, indent=1, default=str))
 
 
 def read_json(path: Path) -> dict:
