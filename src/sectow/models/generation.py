@@ -1,4 +1,6 @@
-"""Batched generation with HF `generate`: the one way the loop and the evaluation sample replies."""
+"""Batched generation with HF `generate`: the one way the loop and the evaluation sample replies.
+Prompts are (text, image or None) for either kind of player: a text-only player (`takes_images` false)
+sees the text alone, so callers may pass the same prompts to both."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ from tqdm.auto import tqdm
 
 from sectow import timing
 from sectow.data.schema import load_image
+from sectow.models.processor import takes_images
 
 
 def chat_text(processor, text: str, has_image: bool) -> str:
-    content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": text}]
+    """The prompt as the model's chat template writes it. A text-only model gets plain string content,
+    which every causal LM's template takes (many take nothing else); its image, if any, is dropped."""
+    if not takes_images(processor):
+        content = text
+    else:
+        content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": text}]
     return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
                                          tokenize=False)
 
@@ -20,8 +28,10 @@ def chat_text(processor, text: str, has_image: bool) -> str:
 @torch.no_grad()
 def generate(model, processor, prompts: list[tuple[str, str | Image.Image | None]], *, max_new_tokens: int, batch_size: int = 32,
              temperature: float = 0.0, seed: int = 0, desc: str | None = None) -> list[str]:
-    """Replies to (text, image or image path or None) prompts; greedy when temperature is 0."""
+    """Replies to (text, image or image path or None) prompts; greedy when temperature is 0. A text-only
+    model ignores the images (they are not even read)."""
     torch.manual_seed(seed)
+    vision = takes_images(processor)
     was_training = model.training
     model.eval()
     replies: list[str] = []
@@ -29,8 +39,12 @@ def generate(model, processor, prompts: list[tuple[str, str | Image.Image | None
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=desc is None, leave=False):
         batch = prompts[start:start + batch_size]
         texts = [chat_text(processor, text, image is not None) for text, image in batch]
-        images = [image if isinstance(image, Image.Image) else load_image(image) for _, image in batch if image is not None]
-        inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True).to(model.device)
+        if vision:
+            images = [image if isinstance(image, Image.Image) else load_image(image) for _, image in batch if image is not None]
+            inputs = processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+        else:  # the chat template already wrote the special tokens (a BOS among them, for some models)
+            inputs = processor(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
         replies += processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     model.train(was_training)
