@@ -205,6 +205,31 @@ def test_trl_trainers_take_the_text_only_policy(folders, tmp_path):
     assert trainer.state.global_step == 1 and len(rewards_seen[0]) == 4
 
 
+def test_trl_sft_takes_the_vision_language_policy_with_mixed_rows(vision_policy, tmp_path):
+    """One SFT step of the LLaVA-composed model on a batch mixing image rows and a text-only row; TRL inserts
+    the image placeholder, which the chat template writes as the image token."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, processor = vision_policy
+    rows = [{"prompt": [{"role": "user", "content": "What colour is the image?"}],
+             "completion": [{"role": "assistant", "content": colour}], "images": [Image.new("RGB", (112, 112), colour)]}
+            for colour in ("red", "blue", "green")]
+    rows.append({"prompt": [{"role": "user", "content": "What is 2 plus 2?"}],
+                 "completion": [{"role": "assistant", "content": "4."}], "images": []})
+    wrapped = with_lora(model, LoraSettings(rank=4, alpha=8))
+    trainer = SFTTrainer(model=wrapped, args=SFTConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                                       use_cpu=True, bf16=False, report_to=[], save_strategy="no",
+                                                       completion_only_loss=True, max_length=None, disable_tqdm=True),
+                         train_dataset=Dataset.from_list(rows), processing_class=processor)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["pixel_values"].shape == (3, 3, prepare.IMAGE_SIZE, prepare.IMAGE_SIZE)
+    assert (batch["input_ids"] == model.config.image_token_id).sum() == 3 * prepare.IMAGE_TOKENS
+    trainer.train()
+    assert trainer.state.global_step == 1
+    wrapped.unload()  # the shared fixture without adapters (they were trained: merging would change it)
+
+
 def test_prepare_refuses_an_existing_folder_in_one_line(folders, capsys):
     before = sorted(p.name for p in folders.text.iterdir())
     assert main(["prepare-model", "smollm2", "--out", str(folders.text)]) == 2
@@ -242,3 +267,9 @@ def test_an_interrupted_conversion_leaves_nothing(monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         prepare.prepare_smollm2(tmp_path / "m")
     assert not list(tmp_path.iterdir())
+
+
+def test_prepare_refuses_a_file_in_the_way(tmp_path):
+    (tmp_path / "models").write_text("")
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'models'}: a file, so {tmp_path / 'models' / 'm'} cannot be made")):
+        prepare.prepare_smollm2(tmp_path / "models" / "m")

@@ -137,15 +137,21 @@ def prepare_smollm2(out: Path | None = None, vision: bool = False) -> Path:
     if out.exists():
         raise UserError(f"{out}: already exists; remove it or choose another folder with --out")
     gguf = installed_gguf()
-    free_mib = shutil.disk_usage(nearest_existing(out.parent)).free // 2 ** 20
+    where = nearest_existing(out.parent)
+    if not where.is_dir():
+        raise UserError(f"{where}: a file, so {out} cannot be made")
+    free_mib = shutil.disk_usage(where).free // 2 ** 20
     if free_mib < NEEDED_MIB:
-        raise UserError(f"{nearest_existing(out.parent)}: {free_mib} MiB free; the model folder needs about {NEEDED_MIB} MiB")
+        raise UserError(f"{where}: {free_mib} MiB free; the model folder needs about {NEEDED_MIB} MiB")
     import torch
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(mode=0o700)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(mode=0o700)
+    except OSError as err:
+        raise UserError(f"{partial}: cannot be created ({err.strerror})") from None
     try:
         model, tokenizer = load_smollm2(gguf)
         if vision:
