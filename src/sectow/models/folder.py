@@ -1,8 +1,10 @@
-"""What a model folder must hold for `load_policy`, checked from file headers alone (no torch, nothing
-loaded), so a run or `sectow doctor` can refuse a bad folder in a second."""
+"""What a model folder must hold for `load_policy`, checked from file headers and transformers'
+architecture tables alone (no weights loaded), so a run or `sectow doctor` can refuse a bad folder in
+a second. A folder is a vision-language model or a text-only causal LM (`ModelKind`)."""
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 
@@ -42,6 +44,33 @@ def weight_files(folder: Path, names: tuple[str, str]) -> list[Path]:
         raise UserError(f"{index}: unreadable shard index ({err})") from None
 
 
+class ModelKind(enum.Enum):
+    """How a player takes its input: image + text, or text alone (a prompt's image is then dropped)."""
+    VISION_LANGUAGE = "vision-language"
+    CAUSAL_LM = "causal LM, text only"
+
+
+IMAGE_SETTINGS = ("processor_config.json", "preprocessor_config.json")
+
+
+def model_kind(model_type: str, has_image_settings: bool) -> ModelKind | None:
+    """The kind transformers loads `model_type` as, or None when it is neither. Some types are both (Gemma 3,
+    Llama 4): with image processor settings they are a vision-language model, else a causal LM."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+    vision_language = model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    if vision_language and (has_image_settings or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return ModelKind.VISION_LANGUAGE
+    return ModelKind.CAUSAL_LM if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else None
+
+
+def folder_kind(folder: Path) -> ModelKind:
+    """The kind of a folder that `check_model_folder` accepted."""
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model_type"]
+    return model_kind(model_type, any((folder / f).is_file() for f in IMAGE_SETTINGS))
+
+
 def check_model_folder(folder: Path, allow_pickle: bool = False, flag: str | None = None) -> str:
     """Raise a UserError for anything that would stop `load_policy` on `folder`, reading file headers only,
     and describe the model in a line. `flag` is the config key that allows pickle weights, for the message."""
@@ -55,9 +84,14 @@ def check_model_folder(folder: Path, allow_pickle: bool = False, flag: str | Non
         raise UserError(f"{folder}/config.json: not a readable JSON object ({err})") from None
     if not model_type:
         raise UserError(f"{folder}/config.json: no model_type, transformers cannot tell the architecture")
-    shards, kind = weight_files(folder, SAFETENSORS_WEIGHTS), "safetensors"
+    has_image_settings = any((folder / f).is_file() for f in IMAGE_SETTINGS)
+    kind = model_kind(str(model_type), has_image_settings)
+    if kind is None:
+        raise UserError(f"{folder}: model_type {model_type!r} is neither an image-text-to-text model nor a causal LM "
+                        "that transformers can load")
+    shards, weights = weight_files(folder, SAFETENSORS_WEIGHTS), "safetensors"
     if not shards:
-        shards, kind = weight_files(folder, PICKLE_WEIGHTS), "pickle"
+        shards, weights = weight_files(folder, PICKLE_WEIGHTS), "pickle"
         if not shards:
             raise UserError(f"{folder}: no model weights ({' or '.join(SAFETENSORS_WEIGHTS)})")
         if not allow_pickle:
@@ -69,12 +103,12 @@ def check_model_folder(folder: Path, allow_pickle: bool = False, flag: str | Non
         if not shard.is_file():
             raise UserError(f"{shard}: weight file named by the shard index is missing")
         try:
-            total += safetensors_bytes(shard) if kind == "safetensors" else shard.stat().st_size
+            total += safetensors_bytes(shard) if weights == "safetensors" else shard.stat().st_size
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as err:
             raise UserError(f"{shard}: not a readable safetensors file ({err})") from None
-    # The VLM processor needs image settings and a tokenizer (see models/processor.py).
-    if not any((folder / f).is_file() for f in ("processor_config.json", "preprocessor_config.json")):
+    # A vision-language processor needs image settings (see models/processor.py); both kinds need a tokenizer.
+    if kind is ModelKind.VISION_LANGUAGE and not has_image_settings:
         raise UserError(f"{folder}: no image processor settings (processor_config.json or preprocessor_config.json)")
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError(f"{folder}: no tokenizer (tokenizer.json or tokenizer_config.json)")
-    return f"{model_type}, {len(shards)} {kind} file(s), {total / GIB:.1f} GiB"
+    return f"{model_type} ({kind.value}), {len(shards)} {weights} file(s), {total / GIB:.1f} GiB"

@@ -1,6 +1,7 @@
 """Load a policy (defender or attacker) from a local folder, safely, and save it back.
-Any image-text-to-text model of transformers works; LoRA adapters are added per training phase and
-merged back when the phase ends, so every checkpoint is a plain model folder."""
+Any image-text-to-text model of transformers works, and so does any causal LM (a text-only player;
+`takes_images(processor)` tells which). LoRA adapters are added per training phase and merged back when
+the phase ends, so every checkpoint is a plain model folder."""
 
 from __future__ import annotations
 
@@ -8,27 +9,36 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 from sectow import timing
 from sectow.config import LoraSettings, PolicySettings
 from sectow.errors import UserError
-from sectow.models.folder import check_model_folder
+from sectow.models.folder import ModelKind, check_model_folder, folder_kind
 from sectow.models.processor import load_processor
+
+AUTO_CLASSES = {ModelKind.VISION_LANGUAGE: (AutoModelForImageTextToText, "an image-text-to-text model"),
+                ModelKind.CAUSAL_LM: (AutoModelForCausalLM, "a causal LM")}
+# The config's default target regex keeps adapters in a VLM's language model, out of its vision tower. A
+# causal LM is all language model and has no module named so: for it the default means the same
+# projections wherever they are.
+VISION_LANGUAGE_PREFIX = ".*language_model"
 
 
 @timing.timed("model_io")
 def load_policy(folder: Path, settings: PolicySettings):
-    """(model, processor) from a model folder; safetensors unless `settings.allow_pickle`, no remote code."""
+    """(model, processor) from a model folder; safetensors unless `settings.allow_pickle`, no remote code.
+    A vision-language folder gives an image-text-to-text model and its processor, a causal-LM folder a
+    causal LM and its tokenizer (see `takes_images`)."""
     folder = Path(folder)
     check_model_folder(folder, settings.allow_pickle)
+    auto_class, what = AUTO_CLASSES[folder_kind(folder)]
     dtype = torch.bfloat16 if settings.bf16 and torch.cuda.is_available() else torch.float32
     use_safetensors = None if settings.allow_pickle else True  # None: safetensors if present, else pickle
     try:
-        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, use_safetensors=use_safetensors,
-                                                            trust_remote_code=False)
+        model = auto_class.from_pretrained(folder, dtype=dtype, use_safetensors=use_safetensors, trust_remote_code=False)
     except ValueError as err:
-        raise UserError(f"{folder}: cannot load as an image-text-to-text model ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{folder}: cannot load as {what} ({str(err).splitlines()[0]})") from None
     if torch.cuda.is_available():
         model.to("cuda")
     if settings.gradient_checkpointing:
@@ -36,14 +46,31 @@ def load_policy(folder: Path, settings: PolicySettings):
     return model, load_processor(folder)
 
 
+def lora_target_modules(model, lora: LoraSettings) -> str:
+    """The regex of the modules that get adapters: `lora.target_modules`, except that the default's
+    language-model restriction is dropped for a causal LM (see VISION_LANGUAGE_PREFIX)."""
+    default = LoraSettings.model_fields["target_modules"].default
+    has_vision_tower = getattr(model.config, "vision_config", None) is not None
+    if lora.target_modules == default and not has_vision_tower:
+        return default.removeprefix(VISION_LANGUAGE_PREFIX)
+    return lora.target_modules
+
+
 def with_lora(model, lora: LoraSettings | None):
-    """Wrap in fresh LoRA adapters (restricted to the language model by the regex), or return as is."""
+    """Wrap in fresh LoRA adapters (in the language model only, by the regex), or return as is."""
     if lora is None:
         return model
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    target_modules = lora_target_modules(model, lora)
+    try:
+        return get_peft_model(model, LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                target_modules=target_modules, task_type="CAUSAL_LM"))
+    except ValueError as err:
+        if "not found in the base model" not in str(err):
+            raise
+        raise UserError(f"lora.target_modules {target_modules!r} matches no module of this "
+                        f"{model.config.model_type} model") from None
 
 
 def merged(model):

@@ -1,4 +1,8 @@
-"""An image-only Qwen2.5-VL processor, and the one loader every model folder goes through.
+"""The one loader every model folder's processor goes through, `takes_images` to tell the two kinds
+apart, and an image-only Qwen2.5-VL processor.
+
+A vision-language folder gets its multimodal processor; a text-only causal LM gets its tokenizer, which
+is then the "processor" callers pass around (to `generate`, to TRL as processing_class).
 
 Qwen2.5-VL's stock processor insists on a video processor, which needs torchvision; where that is
 missing, `AutoProcessor.from_pretrained` silently returns the bare tokenizer. The image-only class
@@ -15,6 +19,13 @@ from transformers import AutoProcessor, AutoTokenizer, ProcessorMixin
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 
 from sectow.errors import UserError
+from sectow.models.folder import ModelKind, folder_kind
+
+
+def takes_images(processor) -> bool:
+    """Whether the player behind this processor sees images (a vision-language model) or only text (a causal
+    LM, whose processor is its tokenizer)."""
+    return hasattr(processor, "image_processor")
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
@@ -33,8 +44,15 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
 
 
 def load_processor(model_dir: Path, image_min_pixels: int | None = None, image_max_pixels: int | None = None):
-    """Load the processor of a model folder; fall back to the image-only Qwen2.5-VL class when the
-    stock loader returns a bare tokenizer. Raise UserError when neither gives a multimodal processor."""
+    """Load the processor of a model folder: the tokenizer of a causal LM; for a vision-language model its
+    processor, falling back to the image-only Qwen2.5-VL class when the stock loader returns a bare
+    tokenizer. Raise UserError when a vision-language folder gives no multimodal processor. Padding is on
+    the left (generation), and a tokenizer without a pad token pads with its EOS."""
+    if folder_kind(Path(model_dir)) is ModelKind.CAUSAL_LM:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
     sizes = {}
     if image_min_pixels is not None:
         sizes["min_pixels"] = image_min_pixels

@@ -14,6 +14,7 @@ from PIL import Image
 from sectow import timing
 from sectow.data.schema import load_image
 from sectow.models.generation import chat_text
+from sectow.models.processor import takes_images
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,21 @@ def generate(model_dir: Path, processor, prompts: list[tuple[str, str | Image.Im
     `batch_size` is taken for the same call shape as HF generate's and left to vLLM, which schedules
     its own batches by free KV-cache memory. The engine lives for this call only: it holds
     `gpu_memory_utilization` of the GPU, which the training that follows pool generation needs back.
-    The prompt text comes from the same chat template as HF generate's."""
+    The prompt text comes from the same chat template as HF generate's; a text-only model's images are
+    dropped, as HF generate drops them."""
     from vllm import LLM, SamplingParams
 
+    vision = takes_images(processor)
     requests = []
     for text, image in prompts:
         request = {"prompt": chat_text(processor, text, image is not None)}
-        if image is not None:
+        if vision and image is not None:
             request["multi_modal_data"] = {"image": image if isinstance(image, Image.Image) else load_image(image)}
         requests.append(request)
     # One engine-wide seed, not a per-request one: identical prompts (several samples per seed) must
     # still draw different replies.
     llm = LLM(model=str(model_dir), seed=seed, gpu_memory_utilization=gpu_memory_utilization,
-              limit_mm_per_prompt={"image": 1})
+              **({"limit_mm_per_prompt": {"image": 1}} if vision else {}))
     try:
         # HF generate keeps the folder's generation_config for what it is not told (Qwen2.5-VL-Instruct's
         # repetition_penalty of 1.05); vLLM only applies those defaults to calls without sampling params.
