@@ -24,7 +24,7 @@ def test_over_refusal_action():
     s = MonitorSettings(orr_bound=0.1, orr_action="reweight")
     assert over_refusal_action(0.05, s) is MonitorAction.ACCEPT
     assert over_refusal_action(0.2, s) is MonitorAction.REWEIGHT
-    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1)) is MonitorAction.ROLLBACK
+    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, orr_action="rollback")) is MonitorAction.ROLLBACK
     assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, enabled_defender=False)) is MonitorAction.ACCEPT
 
 

@@ -31,6 +31,13 @@ log = logging.getLogger("sectow")
 COLD_START_PHASES = ("cold_start_defender", "cold_start_attacker", "evaluate_cold_start")
 COLD_START_CHECKPOINTS = ("defender-initial", "attacker-initial", "defender-cold_start", "attacker-cold_start")
 METRICS = ("asr", "asr_unseen_form", "orr", "accuracy")
+GROUPS = ("novel_text", "split", "picture")  # the held-out groups the comparison shows on their own
+
+
+def figures(metrics: dict) -> dict:
+    """The comparison's figures of one evaluation: the overall rates, and ASR of each group in GROUPS."""
+    by_group = metrics.get("asr_by_group") or {}
+    return {**{m: metrics.get(m) for m in METRICS}, **{f"asr_{g}": by_group.get(g) for g in GROUPS}}
 
 
 def ablations(config: RunConfig) -> dict[str, dict]:
@@ -138,7 +145,8 @@ class Ablation:
                 jailbreaks, benign = with_prompt_defense(jailbreaks, defense), with_prompt_defense(benign, defense)
             return evaluate_defender(model, processor, jailbreaks, benign, judge,
                                      batch_size=self.config.evaluation.batch_size,
-                                     max_new_tokens=self.config.evaluation.max_new_tokens)
+                                     max_new_tokens=self.config.evaluation.max_new_tokens,
+                                     held_out_groups=world.strategies.held_out_groups)
 
         def refusal_sft() -> dict:
             model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work")
@@ -150,7 +158,7 @@ class Ablation:
         self._once("sft_on_refusals", refusal_sft)
         for name, attacker_dir in (("self_instruct_attacker", attacker), ("sectow_attacker", checkpoints / "attacker-1")):
             self._once(name, lambda attacker_dir=attacker_dir: attack_success(
-                attacker_dir, defender, world.harmful_held_out, judge, self.config))
+                attacker_dir, defender, world.harmful_held_out, world.strategies, judge, self.config))
 
     def _once(self, name: str, compute) -> None:
         path = self.results / f"{name}.json"
@@ -166,13 +174,13 @@ class Ablation:
         def run_row(method: str, kind: str, folder: Path) -> dict:
             summary = json.loads((folder / "summary.json").read_text())
             final = summary["iterations"][-1]
-            return {"method": method, "kind": kind, **{m: final[m] for m in METRICS}, "pool_size": final["pool_size"],
+            return {"method": method, "kind": kind, **figures(final), "pool_size": final["pool_size"],
                     "iterations": len(summary["iterations"])}
 
         summary = json.loads((self.sectow_run / "summary.json").read_text())
-        rows = [{"method": "cold-start defender", "kind": "reference", **{m: summary["cold_start"][m] for m in METRICS}},
+        rows = [{"method": "cold-start defender", "kind": "reference", **figures(summary["cold_start"])},
                 run_row("SecTOW", "sectow", self.sectow_run)]
-        rows += [{"method": name, "kind": "baseline", **{m: result(name)[m] for m in METRICS}}
+        rows += [{"method": name, "kind": "baseline", **figures(result(name))}
                  for name in (*PROMPT_DEFENSES, "sft_on_refusals")]
         rows += [run_row(name, "ablation", self.folder / name) for name in ablations(self.config)]
         rows += [{"method": f"{name} ({result(name)['attacker']})", "kind": "attacker",

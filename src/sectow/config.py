@@ -142,7 +142,9 @@ class MonitorSettings(Section):
     enabled_attacker: bool = Field(True, description="attacker sample quality monitoring")
     orr_bound: float = Field(0.10, ge=0, le=1, description="over-refusal rate above which the defender phase acts")
     orr_action: Literal["rollback", "reweight"] = Field(
-        "rollback", description="rollback: keep the last good defender; reweight: retry once with double benign data")
+        "reweight", description="reweight: train the phase once more with twice the benign data, led by benign "
+        "requests in the pool's compositions, then roll back if still past the bound; rollback: keep the last "
+        "good defender at once")
     intent_threshold: float = Field(0.45, ge=-1, le=1, description="min cosine(seed, query) to keep the intent")
     duplicate_threshold: float = Field(0.98, ge=-1, le=1, description="cosine at or above which a query is a near-duplicate")
     min_query_chars: int = Field(12, ge=1, description="shorter queries are malformed")
@@ -202,7 +204,7 @@ class RunConfig(Section):
     iterations: int = Field(3, gt=0, description="K: tug-of-war iterations")
     cold_start: bool = Field(True, description="run the cold-start SFT of both players")
     defender: PolicySettings = PolicySettings()
-    attacker: PolicySettings = PolicySettings(max_new_tokens=64)
+    attacker: PolicySettings = PolicySettings(max_new_tokens=80)
     data: DataSettings = DataSettings()
     defender_sft: SftSettings = SftSettings(steps=120)
     attacker_sft: SftSettings = SftSettings(steps=300)

@@ -15,8 +15,8 @@ from typing import Literal
 
 from PIL import Image
 
-from sectow.attacks.forms import FORMS, TRAINING_FORMS
-from sectow.attacks.queries import attacker_instruction, defender_input, parse_attacker_output
+from sectow.attacks.queries import ParsedAttack, attacker_instruction, attacker_target, defender_input, parse_attacker_output
+from sectow.attacks.strategies import Strategies, describe
 from sectow.config import PolicySettings, RewardSettings
 from sectow.data.schema import Sample, load_image
 from sectow.judges.base import Judge, Verdict
@@ -35,15 +35,18 @@ QUALITY_OUTCOME = {QualityReason.MALFORMED: Outcome.MALFORMED, QualityReason.OFF
 @dataclass(frozen=True)
 class AttackSeed:
     """What the attacker is asked to work on: a harmful seed to `generate` a jailbreak from, or an earlier
-    jailbreak query and the defender's reply to it to `refine`."""
+    attempt (an attacker output) and the defender's reply to it to `refine`."""
 
     seed_id: str
     category: str | None
     intent: str
     image: str | None  # the seed's image file, or None for a text-only seed
     mode: Literal["generate", "refine"] = "generate"
-    earlier_query: str | None = None
+    earlier_attempt: str | None = None
     earlier_reply: str | None = None
+
+    def instruction(self) -> str:
+        return attacker_instruction(self.intent, self.earlier_attempt, self.earlier_reply)
 
     @staticmethod
     def of(sample: Sample) -> AttackSeed:
@@ -56,7 +59,7 @@ class Attempt:
 
     seed: AttackSeed
     attacker_output: str
-    strategy: str | None  # the jailbreak form the attacker chose; None when its output did not parse
+    parsed: ParsedAttack | None  # None when the output did not parse
     query: str | None  # the text the defender got
     image: Image.Image | None  # the image the defender got
     reply: str | None  # None when the defender was not asked (the output did not parse)
@@ -64,6 +67,13 @@ class Attempt:
     quality: Quality
     outcome: Outcome
     reward: float
+
+    @property
+    def composition(self) -> str | None:
+        """The parts the attempt shows (persona, framing, demand, encoding, picture), e.g. 'actor+story+tiles'."""
+        if self.parsed is None:
+            return None
+        return describe(self.parsed.query, self.parsed.picture, self.parsed.encoding).name
 
 
 @dataclass(frozen=True)
@@ -91,15 +101,15 @@ class FrozenDefender:
 
 
 def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender: FrozenDefender, judge: Judge,
-               monitor: AttackerQualityMonitor, rewards: RewardSettings, image_size: int) -> Round:
-    parsed_B = [parse_attacker_output(output) for output in attacker_output_B]
+               monitor: AttackerQualityMonitor, rewards: RewardSettings, strategies: Strategies, image_size: int) -> Round:
+    parsed_B = [parse_attacker_output(output, strategies) for output in attacker_output_B]
     input_B: list[tuple[str, Image.Image] | None] = []
     for parsed, seed in zip(parsed_B, seed_B, strict=True):
         if parsed is None:
             input_B.append(None)
             continue
         canvas = load_image(seed.image) if seed.image else Image.new("RGB", (image_size, image_size), "white")
-        input_B.append(defender_input(parsed[0], parsed[1], canvas, image_size))
+        input_B.append(defender_input(parsed, canvas, image_size))
     asked = [i for i, x in enumerate(input_B) if x is not None]
     reply_B: list[str | None] = [None] * len(seed_B)
     verdict_B: list[Verdict | None] = [None] * len(seed_B)
@@ -108,27 +118,32 @@ def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender:
               for i in asked]
     for i, reply, verdict in zip(asked, replies, judge.judge(probes, replies) if asked else [], strict=True):
         reply_B[i], verdict_B[i] = reply, verdict
-    quality_B = monitor.score([s.intent for s in seed_B], [p[1] if p else None for p in parsed_B])
+    quality_B = monitor.score([s.intent for s in seed_B], [p.words if p else None for p in parsed_B])
     attempts = []
     for i, (output, seed, parsed, quality) in enumerate(zip(attacker_output_B, seed_B, parsed_B, quality_B)):
         refused = verdict_B[i].refused if verdict_B[i] is not None else True
         scored = attacker_reward(QUALITY_OUTCOME[quality.reason], refused, rewards)
-        attempts.append(Attempt(seed=seed, attacker_output=output, strategy=parsed[0] if parsed else None,
+        attempts.append(Attempt(seed=seed, attacker_output=output, parsed=parsed,
                                 query=input_B[i][0] if input_B[i] else None, image=input_B[i][1] if input_B[i] else None,
                                 reply=reply_B[i], verdict=verdict_B[i], quality=quality, outcome=scored.outcome,
                                 reward=scored.reward))
     return Round(attempts)
 
 
-def attack_seeds(seeds: list[Sample], defender: FrozenDefender, refine_share: float, rng: random.Random) -> list[AttackSeed]:
-    """Generate from every harmful seed, and refine existing jailbreak data (a templated jailbreak of a
-    share of the seeds, in a random training form) with the defender's actual reply to it."""
-    earlier = [(s, FORMS[rng.choice(TRAINING_FORMS)].wrap(AttackSeed.of(s).intent))
+def attack_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Strategies, refine_share: float,
+                 image_size: int, rng: random.Random) -> list[AttackSeed]:
+    """Generate from every harmful seed, and refine existing jailbreak data (a share of the seeds in one of
+    the well-known templates) with the defender's actual reply to it."""
+    earlier = [(s, attacker_target(rng.choice(strategies.known), AttackSeed.of(s).intent))
                for s in rng.sample(seeds, round(len(seeds) * refine_share))]
-    earlier_replies = defender.replies([(query, s.image) for s, query in earlier])
+    shown = []
+    for s, attempt in earlier:
+        canvas = load_image(s.image) if s.image else Image.new("RGB", (image_size, image_size), "white")
+        shown.append(defender_input(parse_attacker_output(attempt, strategies), canvas, image_size))
+    earlier_replies = defender.replies(shown)
     chosen = [AttackSeed.of(s) for s in seeds]
-    chosen += [replace(AttackSeed.of(s), mode="refine", earlier_query=query, earlier_reply=reply)
-               for (s, query), reply in zip(earlier, earlier_replies)]
+    chosen += [replace(AttackSeed.of(s), mode="refine", earlier_attempt=attempt, earlier_reply=reply)
+               for (s, attempt), reply in zip(earlier, earlier_replies)]
     rng.shuffle(chosen)
     return chosen
 
@@ -137,7 +152,7 @@ def sample_attacker(attacker_dir: Path, settings: PolicySettings, seeds: list[At
                     temperature: float, batch_size: int, seed: int, desc: str) -> list[str]:
     """One attacker output per seed, sampled from the attacker's folder (with vLLM when `engine` is 'vllm':
     it loads the folder itself)."""
-    prompts = [(attacker_instruction(s.intent, s.earlier_query, s.earlier_reply), s.image) for s in seeds]
+    prompts = [(s.instruction(), s.image) for s in seeds]
     if engine == "vllm":
         return vllm_generation.generate(attacker_dir, load_processor(attacker_dir), prompts,
                                         max_new_tokens=settings.max_new_tokens, batch_size=batch_size,

@@ -28,9 +28,10 @@ from sectow.report.summary import summarize
 from sectow.run_folder import PhaseResult, Phases
 from sectow.training.attacker import frozen_defender, iteration_seeds, quality_monitor, train_attacker
 from sectow.training.cold_start import cold_start
-from sectow.training.defender import defender_rows, train_defender
-from sectow.training.players import attacker_sft_rows, defender_sft_rows
+from sectow.training.defender import benign_counterparts, defender_rows, train_defender
+from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows
 from sectow.world import World, load_world
+from sectow.world.base import ImageWriter
 from sectow.world.miniature import corpus
 
 log = logging.getLogger("sectow")
@@ -85,8 +86,10 @@ class TugOfWar:
             base = {role: getattr(config, role).path or self.tiny_default(role) for role in ("defender", "attacker")}
         if not config.cold_start:
             return Players(base["defender"], base["attacker"])
-        rows = {"defender": lambda: defender_sft_rows(world.harmful_train, world.benign_train),
-                "attacker": lambda: attacker_sft_rows(world.harmful_train, self.seed("cold_start_attacker"))}
+        aligned = lambda: aligned_harmful(world.harmful_train, world.strategies, ImageWriter(self.folder / "world"),
+                                          config.data.image_size)
+        rows = {"defender": lambda: defender_sft_rows(aligned(), world.benign_train),
+                "attacker": lambda: attacker_sft_rows(world.harmful_train, world.strategies, self.seed("cold_start_attacker"))}
         for role in ("defender", "attacker"):
             phase, target = f"cold_start_{role}", self.checkpoints / f"{role}-cold_start"
 
@@ -109,7 +112,8 @@ class TugOfWar:
 
     def attack_seeds(self, k: int, defender, world: World) -> list:
         if k not in self._seeds:
-            self._seeds[k] = iteration_seeds(world.harmful_train, defender, self.config, self.seed(f"attacker_prompts_{k}"))
+            self._seeds[k] = iteration_seeds(world.harmful_train, defender, world.strategies, self.config,
+                                             self.seed(f"attacker_prompts_{k}"))
         return self._seeds[k]
 
     def attacker_phase(self, k: int, players: Players, world: World) -> Path:
@@ -121,8 +125,8 @@ class TugOfWar:
             seeds = self.attack_seeds(k, defender, world)
             log.info("%s: attacker GRPO on %d prompts against the frozen defender", phase, len(seeds))
             monitor = quality_monitor(self.config, [r["query"] for r in self.pool.records(up_to_iteration=k - 1)])
-            trained = train_attacker(players.attacker, defender, seeds, self.judge, monitor, self.config,
-                                     self.folder / "trainer" / phase, self.seed(phase))
+            trained = train_attacker(players.attacker, defender, seeds, self.judge, monitor, world.strategies,
+                                     self.config, self.folder / "trainer" / phase, self.seed(phase))
             return PhaseResult({"iteration": k, **trained.metrics}, checkpoint=(trained.model, trained.processor, target))
 
         self.phases.run(phase, work, everywhere=True)
@@ -141,7 +145,8 @@ class TugOfWar:
                                       batch_size=self.config.evaluation.batch_size, seed=self.seed(phase), desc=f"pool {k}")
             crash_point("pool_generated")
             monitor = quality_monitor(self.config, [r["query"] for r in self.pool.records(up_to_iteration=k - 1)])
-            played = play_round(outputs, seeds, defender, self.judge, monitor, self.config.rewards, self.config.data.image_size)
+            played = play_round(outputs, seeds, defender, self.judge, monitor, self.config.rewards, world.strategies,
+                                self.config.data.image_size)
             admitted = self.pool.admit(k, played.attempts)
             return PhaseResult({"iteration": k, "generation_engine": self.pool_engine, "candidates": len(outputs),
                                 "outcomes": dict(admitted.outcomes),
@@ -153,24 +158,29 @@ class TugOfWar:
     def defender_phase(self, k: int, players: Players, world: World) -> Path:
         """METHOD.md 2c: GRPO of the defender on the pool and general data. Over-refusal monitoring: past
         `monitors.orr_bound` the phase is rolled back (the last good defender stays) or trained once more
-        with twice the benign data, and rolled back if that is still past the bound."""
+        with twice the benign data, led by benign requests in the pool's own compositions, and rolled back
+        if that is still past the bound."""
         phase, target = f"defender_grpo_{k}", self.checkpoints / f"defender-{k}"
 
         def attempt(benign_weight: int):
-            rows = defender_rows(self.pool.samples(), world.harmful_train, world.benign_train, benign_weight,
-                                 random.Random(self.seed(f"defender_rows_{k}")))
+            rng, pool = random.Random(self.seed(f"defender_rows_{k}")), self.pool.samples()
+            counterparts = [] if benign_weight == 1 else benign_counterparts(
+                pool, world.benign_train, ImageWriter(self.folder / "world"), self.config.data.image_size, rng)
+            rows = defender_rows(pool, world.harmful_train, world.benign_train, benign_weight, rng, counterparts)
             log.info("%s: defender GRPO on %d prompts (pool %d)", phase, len(rows), len(self.pool.records()))
             trained = train_defender(players.defender, rows, self.judge, self.config, self.folder / "trainer" / phase,
                                      self.seed(phase) + benign_weight)
-            orr = None
+            checked = None
             if ranks.is_main():
-                orr = evaluate_defender(trained.model, trained.processor, [], world.benign_held_out, self.judge,
-                                        batch_size=self.config.evaluation.batch_size,
-                                        max_new_tokens=self.config.evaluation.max_new_tokens)["orr"]["value"]
-            orr = ranks.share(orr)
+                checked = evaluate_defender(trained.model, trained.processor, [], world.benign_held_out, self.judge,
+                                            batch_size=self.config.evaluation.batch_size,
+                                            max_new_tokens=self.config.evaluation.max_new_tokens)
+                checked = {"orr": checked["orr"]["value"],
+                           "orr_by_group": {g: r["value"] for g, r in checked["orr_by_group"].items()}}
+            checked = ranks.share(checked)
             crash_point("orr_checked")
-            action = over_refusal_action(orr, self.config.monitors)
-            return trained, {"orr": orr, "action": action.value, "benign_weight": benign_weight,
+            action = over_refusal_action(checked["orr"], self.config.monitors)
+            return trained, {**checked, "action": action.value, "benign_weight": benign_weight,
                              "outcomes": trained.outcomes}
 
         def work() -> PhaseResult:
@@ -195,7 +205,8 @@ class TugOfWar:
             model, processor = load_policy(defender_dir, self.config.defender)
             metrics = evaluate_defender(model, processor, world.jailbreaks_held_out, world.benign_held_out, self.judge,
                                         batch_size=self.config.evaluation.batch_size,
-                                        max_new_tokens=self.config.evaluation.max_new_tokens)
+                                        max_new_tokens=self.config.evaluation.max_new_tokens,
+                                        held_out_groups=world.strategies.held_out_groups)
             crash_point("evaluated")
             return PhaseResult({"defender": self.phases.relative(defender_dir), **metrics})
 

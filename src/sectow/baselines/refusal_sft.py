@@ -7,11 +7,10 @@ import math
 import random
 from pathlib import Path
 
-from sectow.attacks.forms import TRAINING_FORMS
 from sectow.config import RunConfig
 from sectow.training.cold_start import cold_start
 from sectow.training.players import defender_sft_rows
-from sectow.world.base import ImageWriter, World, jailbreak_variants
+from sectow.world.base import ImageWriter, World, composed
 
 
 def defender_prompt_budget(config: RunConfig) -> int:
@@ -21,12 +20,14 @@ def defender_prompt_budget(config: RunConfig) -> int:
 
 
 def refusal_sft_rows(world: World, config: RunConfig, images: ImageWriter, seed: int) -> list[dict]:
-    """Half safety data (templated jailbreaks of the training seeds and the plain seeds, answered with a
-    refusal), half general data (the benign training samples), as VLGuard mixes them."""
+    """Half safety data (the training seeds plain and in compositions drawn from the attack space's mix,
+    pictures included, answered with a refusal), half general data (the benign training samples), as
+    VLGuard mixes them."""
     rng = random.Random(seed)
     budget = defender_prompt_budget(config)
-    harmful = jailbreak_variants(world.harmful_train, TRAINING_FORMS, images, config.data.image_size) + world.harmful_train
-    harmful = [rng.choice(harmful) for _ in range(budget // 2)]
+    size = config.data.image_size
+    harmful = [rng.choice(world.harmful_train) for _ in range(budget // 2)]
+    harmful = [composed(s, world.strategies.sample(rng), images, size) for s in harmful]
     benign = [rng.choice(world.benign_train) for _ in range(budget - budget // 2)]
     return defender_sft_rows(harmful, benign)
 

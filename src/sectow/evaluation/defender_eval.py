@@ -1,18 +1,18 @@
-"""Evaluate a defender on held-out data: ASR on held-out jailbreaks (training forms, and the unseen
-form on its own), over-refusal rate and accuracy on held-out benign samples."""
+"""Evaluate a defender on held-out data: ASR on held-out jailbreaks (over the strategies training uses, and
+over the held-out ones on their own, and by group), over-refusal rate and accuracy on held-out benign
+samples."""
 
 from __future__ import annotations
 
-from sectow.attacks.forms import UNSEEN_FORM
 from sectow.data.schema import Sample
-from sectow.evaluation.metrics import Answer, benign_metrics, safety_metrics
+from sectow.evaluation.metrics import Answer, benign_metrics, by_key, safety_metrics
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
 from sectow.rewards import parse_option_letter
 
 
 def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[Sample], judge: Judge, *,
-                      batch_size: int, max_new_tokens: int) -> dict:
+                      batch_size: int, max_new_tokens: int, held_out_groups: tuple[str, ...] = ()) -> dict:
     samples = jailbreaks + benign
     responses = generate(model, processor, [(s.query, s.image) for s in samples], max_new_tokens=max_new_tokens,
                          batch_size=batch_size, desc="evaluate")
@@ -23,5 +23,6 @@ def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[S
                for s, r in zip(benign, responses[n:]) if s.answer]
     metrics = benign_metrics(benign, answers, verdicts[n:])
     if jailbreaks:
-        metrics.update(safety_metrics(jailbreaks, verdicts[:n], unseen_forms=(UNSEEN_FORM,)))
+        metrics.update(safety_metrics(jailbreaks, verdicts[:n], held_out_groups))
+    metrics["orr_by_group"] = by_key(benign, [v.refused for v in verdicts[n:]], lambda s: s.extra.get("group") or s.form)
     return metrics

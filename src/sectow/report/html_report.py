@@ -33,6 +33,8 @@ DIVERSITY_NOTE = ("Measured on each iteration's pool records, without a model: d
                   "forms the whole pool uses) and mean pairwise word-Jaccard distance between queries (on at most "
                   f"{JACCARD_CAP} records). Each is 0..1; higher is more diverse.")
 
+DISCOVERY_NOTE = ("A composition is what a pool record's query shows: persona, framing, demand, encoding and where the "
+                  "request is carried (text, or a picture strategy). The attacker's cold start sees only a few of them.")
 ABLATION_NOTE = ("Every defender row is evaluated on the same held-out jailbreaks and benign samples. Baselines start "
                  "from SecTOW's cold-start defender; ablations rerun SecTOW with one part removed. Attacker rows: "
                  "share of attacker samples on held-out seeds that beat the cold-start defender and pass quality "
@@ -187,7 +189,7 @@ def plot_rates(evals: list[tuple[int, dict]]) -> bytes:
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
     ks = [k for k, _ in evals]
-    for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, unseen forms", "o--"),
+    for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, held-out strategies", "o--"),
                               ("orr", "over-refusal rate", "s-"), ("accuracy", "benign accuracy", "^-")):
         ax.plot(ks, [math.nan if m.get(key) is None else m[key] for _, m in evals], style, label=label)
     ax.set_ylim(-0.03, 1.05)
@@ -260,7 +262,7 @@ def comparison_table(evals: list[tuple[int, dict]]) -> Table:
         rows.append([_label(k), _rate_cell(m, "asr"), "–" if k == 0 else _num(delta),
                      _rate_cell(m, "asr_unseen_form"), _rate_cell(m, "orr"), _rate_cell(m, "accuracy"),
                      _num(m.get("attacker_success_rate")), _num(m.get("pool_size"))])
-    return Table(["", "ASR [95% interval]", "ASR change vs cold start", "unseen-form ASR", "ORR", "accuracy",
+    return Table(["", "ASR [95% interval]", "ASR change vs cold start", "held-out-strategy ASR", "ORR", "accuracy",
                   "attacker success", "pool size"], rows)
 
 
@@ -287,6 +289,20 @@ def monitor_table(run: Run) -> Table:
                          str(d.get("action")), verdict, _counts(d.get("outcomes") or {})])
     return Table(["iteration", "attempt", "benign weight", "ORR", "monitor action", "defender", "reward outcomes"],
                  rows)
+
+
+def discovery_table(records: list[dict], top: int = 8) -> Table:
+    """Per iteration: how many compositions its pool records show, which ones no earlier iteration's pool
+    had, and the most frequent."""
+    seen: set[str] = set()
+    rows = []
+    for k, d in pool_diversity(records).items():
+        forms = d["forms"]
+        new = sorted((f for f in forms if f not in seen), key=lambda f: -forms[f])
+        seen |= set(forms)
+        rows.append([str(k), str(len(forms)), ", ".join(f"{f} {forms[f]}" for f in new[:top]) or "–",
+                     _counts(dict(forms.most_common(top)))])
+    return Table(["iteration", "compositions", "new this iteration (records)", "most frequent"], rows)
 
 
 def diversity_table(diversity: dict[int, dict]) -> Table:
@@ -370,13 +386,16 @@ def build_sections(run: Run) -> list[Section]:
     plots = [("rates.png", plot_rates(evals) if evals else None, "ASR, ORR and accuracy per iteration"),
              ("asr_by_category.png", plot_by_key(evals, "asr_by_category", every_iteration=False),
               "ASR per category, cold start vs final"),
-             ("asr_by_form.png", plot_by_key(evals, "asr_by_form", every_iteration=True), "ASR per form"),
+             ("asr_by_group.png", plot_by_key(evals, "asr_by_group", every_iteration=True),
+              "ASR per group of held-out compositions (README: the held-out evaluation)"),
+             ("asr_by_form.png", plot_by_key(evals, "asr_by_form", every_iteration=True), "ASR per composition"),
              ("attacker.png", plot_attacker(evals, diversity), "attacker success rate and pool diversity")]
     figures = [Image(name, png, alt) for name, png, alt in plots if png]
     return [
         Section("Overview", [_overview(run, evals)]),
         Section("Cold start vs each iteration", [comparison_table(evals)] if evals else ["No evaluation yet."]),
         Section("Plots", figures or ["Nothing to plot yet."]),
+        Section("Compositions the attacker found", [DISCOVERY_NOTE, discovery_table(run.pool)]),
         Section("Pool diversity", [DIVERSITY_NOTE, diversity_table(diversity)]),
         Section("Pool phases", [pool_table(run)]),
         Section("Defender over-refusal monitor", [monitor_table(run)]),
@@ -477,8 +496,9 @@ def _images(sections: list[Section]) -> list[Image]:
 
 
 # The comparison table of `sectow ablate`: one row per method, its final figures with their intervals.
-COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_unseen_form", "ASR unseen form"),
-           ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
+COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_novel_text", "ASR novel text"),
+           ("asr_split", "ASR split words"), ("asr_picture", "ASR picture"),
+           ("asr_unseen_form", "ASR held-out strategies"), ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
            ("attack_success", "attack success vs cold-start defender"))
 
 

@@ -3,7 +3,7 @@ final defender. The evaluation figures are proportions ({"value", "n", "interval
 
 from __future__ import annotations
 
-EVALUATED = ("asr", "asr_unseen_form", "orr", "accuracy", "asr_by_form")
+EVALUATED = ("asr", "asr_unseen_form", "orr", "accuracy", "asr_by_group", "asr_by_form", "orr_by_group")
 
 
 def summarize(metrics: list[dict]) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sectow import ranks
+from sectow.attacks.strategies import Strategies
 from sectow.config import RunConfig
 from sectow.data.schema import Sample
 from sectow.game import AttackSeed, FrozenDefender, attack_seeds
@@ -29,10 +30,11 @@ def quality_monitor(config: RunConfig, pool_queries: list[str]) -> AttackerQuali
     return AttackerQualityMonitor(shared_encoder(), config.monitors, pool_queries)
 
 
-def iteration_seeds(seeds: list[Sample], defender: FrozenDefender, config: RunConfig, seed: int) -> list[AttackSeed]:
+def iteration_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Strategies, config: RunConfig,
+                    seed: int) -> list[AttackSeed]:
     """The attacker's prompts of one iteration; the attacker phase and the pool phase ask the same
     defender the same things, so both get the same list."""
-    return attack_seeds(seeds, defender, config.pool.refine_share, random.Random(seed))
+    return attack_seeds(seeds, defender, strategies, config.pool.refine_share, config.data.image_size, random.Random(seed))
 
 
 @dataclass
@@ -43,9 +45,10 @@ class TrainedAttacker:
 
 
 def train_attacker(attacker_dir: Path, defender: FrozenDefender, seeds: list[AttackSeed], judge: Judge,
-                   monitor: AttackerQualityMonitor, config: RunConfig, output_dir: Path, seed: int) -> TrainedAttacker:
+                   monitor: AttackerQualityMonitor, strategies: Strategies, config: RunConfig, output_dir: Path,
+                   seed: int) -> TrainedAttacker:
     model, processor = load_policy(attacker_dir, config.attacker)
-    reward = AttackerReward(defender, judge, monitor, config.rewards, config.data.image_size)
+    reward = AttackerReward(defender, judge, monitor, config.rewards, strategies, config.data.image_size)
     engine = grpo_train(with_lora(model, config.attacker.lora), processor, [attacker_row(s) for s in seeds], reward,
                         output_dir, config.attacker_grpo, max_completion_length=config.attacker.max_new_tokens,
                         seed=seed, bf16=config.attacker.bf16)

@@ -8,24 +8,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sectow import ranks
+from sectow.attacks.strategies import Composition
 from sectow.config import RunConfig
 from sectow.data.schema import Sample
 from sectow.judges.base import Judge
 from sectow.models.policy import load_policy, merged, with_lora
 from sectow.training.grpo import grpo_train
 from sectow.training.players import DefenderReward, defender_grpo_row
+from sectow.world.base import ImageWriter, composed
 
 PLAIN_SEEDS = 40  # plain harmful seeds per phase, beside the pool, so the refusal of plain harm stays
 
 
 def defender_rows(pool: list[Sample], harmful_seeds: list[Sample], benign: list[Sample], benign_weight: int,
-                  rng: random.Random) -> list[dict]:
-    """The pool, a sample of plain harmful seeds, and `benign_weight` benign samples per harmful one."""
+                  rng: random.Random, counterparts: list[Sample] = ()) -> list[dict]:
+    """The pool, a sample of plain harmful seeds, and `benign_weight` benign samples per harmful one: the
+    `counterparts` first, the rest drawn from `benign`."""
     harmful = pool + rng.sample(harmful_seeds, min(len(harmful_seeds), PLAIN_SEEDS))
-    chosen_benign = rng.sample(benign, min(len(benign), len(harmful) * benign_weight))
+    wanted = max(0, len(harmful) * benign_weight - len(counterparts))
+    chosen_benign = list(counterparts) + rng.sample(benign, min(len(benign), wanted))
     rows = [defender_grpo_row(s) for s in harmful + chosen_benign]
     rng.shuffle(rows)
     return rows
+
+
+def benign_counterparts(pool: list[Sample], benign: list[Sample], images: ImageWriter, image_size: int,
+                        rng: random.Random) -> list[Sample]:
+    """For every pool sample, a benign request in the same composition: the benign side of each surface form
+    the pool teaches the defender to refuse, so that only the content tells them apart."""
+    requests = [s for s in benign if s.form == "plain" and s.answer is None]
+    return [composed(rng.choice(requests), Composition.of(s.form), images, image_size) for s in pool if s.form]
 
 
 @dataclass

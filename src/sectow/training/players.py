@@ -7,17 +7,18 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from sectow.attacks.forms import FORMS, TRAINING_FORMS
-from sectow.attacks.queries import attacker_instruction, attacker_target
+from sectow.attacks.queries import attacker_target
+from sectow.attacks.strategies import Strategies
 from sectow.config import RewardSettings
 from sectow.data.schema import Sample, load_image
 from sectow.game import AttackSeed, FrozenDefender, play_round
 from sectow.judges.base import Judge
 from sectow.monitors import AttackerQualityMonitor
 from sectow.rewards import defender_reward
+from sectow.world.base import ImageWriter, composed
 from sectow.world.miniature import COMPLIANCE_REPLY, REFUSAL_REPLY, answer_reply
 
-SEED_COLUMNS = ("seed_id", "category", "intent", "image", "mode", "earlier_query", "earlier_reply")
+SEED_COLUMNS = ("seed_id", "category", "intent", "image", "mode", "earlier_attempt", "earlier_reply")
 
 
 def defender_row(sample: Sample, reply: str | None = None) -> dict:
@@ -36,8 +37,7 @@ def attacker_row(seed: AttackSeed) -> dict:
     `seed_image`: `image` would be taken for TRL's own column)."""
     columns = {name: getattr(seed, name) for name in SEED_COLUMNS}
     columns["seed_image"] = columns.pop("image")
-    instruction = attacker_instruction(seed.intent, seed.earlier_query, seed.earlier_reply)
-    return {"prompt": [{"role": "user", "content": instruction}],
+    return {"prompt": [{"role": "user", "content": seed.instruction()}],
             "images": [load_image(seed.image)] if seed.image else [], **columns}
 
 
@@ -55,19 +55,25 @@ def defender_sft_rows(harmful: list[Sample], benign: list[Sample]) -> list[dict]
     return rows
 
 
-def attacker_sft_rows(seeds: list[Sample], seed: int) -> list[dict]:
-    """Generate: seed -> a query in some jailbreak form. Refine: a refused earlier query (plain or in
-    another form) -> a query in a different form."""
+def aligned_harmful(seeds: list[Sample], strategies: Strategies, images: ImageWriter, image_size: int) -> list[Sample]:
+    """The harmful side of the defender's cold start (its alignment): every seed plain, and in one of the
+    well-known templates, taken in turn."""
+    known = strategies.known
+    return seeds + [composed(s, known[i % len(known)], images, image_size) for i, s in enumerate(seeds)]
+
+
+def attacker_sft_rows(seeds: list[Sample], strategies: Strategies, seed: int) -> list[dict]:
+    """The attacker's cold start: for each seed, compositions drawn from the strategies' mix, each taught
+    twice: generated from the seed, and as the refinement of a refused attempt in a well-known template."""
     rng = random.Random(seed)
     rows = []
     for sample in seeds:
         base = AttackSeed.of(sample)
-        for form_name in TRAINING_FORMS:
-            target = [{"role": "assistant", "content": attacker_target(form_name, base.intent)}]
+        for _ in range(strategies.examples_per_seed):
+            target = [{"role": "assistant", "content": attacker_target(strategies.sample(rng), base.intent)}]
             rows.append({**attacker_row(base), "completion": target})
-            earlier = rng.choice([f for f in ("plain",) + TRAINING_FORMS if f != form_name])
-            refine = AttackSeed(base.seed_id, base.category, base.intent, base.image, "refine",
-                                FORMS[earlier].wrap(base.intent), REFUSAL_REPLY)
+            earlier = attacker_target(rng.choice(strategies.known), base.intent)
+            refine = AttackSeed(base.seed_id, base.category, base.intent, base.image, "refine", earlier, REFUSAL_REPLY)
             rows.append({**attacker_row(refine), "completion": target})
     rng.shuffle(rows)
     return [{k: row[k] for k in ("prompt", "completion", "images")} for row in rows]
@@ -102,13 +108,14 @@ class AttackerReward:
     __name__ = "attacker_reward"
 
     def __init__(self, defender: FrozenDefender, judge: Judge, monitor: AttackerQualityMonitor,
-                 coeffs: RewardSettings, image_size: int):
-        self.defender, self.judge, self.monitor, self.coeffs, self.image_size = defender, judge, monitor, coeffs, image_size
+                 coeffs: RewardSettings, strategies: Strategies, image_size: int):
+        self.defender, self.judge, self.monitor, self.coeffs = defender, judge, monitor, coeffs
+        self.strategies, self.image_size = strategies, image_size
         self.outcomes: Counter = Counter()
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
         played = play_round([completion_text(c) for c in completions], seeds_of_columns(columns), self.defender,
-                            self.judge, self.monitor, self.coeffs, self.image_size)
+                            self.judge, self.monitor, self.coeffs, self.strategies, self.image_size)
         self.outcomes.update(played.outcomes())
         self.outcomes.update(f"quality_{a.quality.reason.value}" for a in played.attempts)
         return [a.reward for a in played.attempts]

@@ -6,19 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.attacks.forms import TRAINING_FORMS, UNSEEN_FORM
+from sectow.attacks.strategies import USER_DATA
 from sectow.config import RunConfig
 from sectow.data.schema import read_samples
 from sectow.world.base import ImageWriter, World, jailbreak_variants
 from sectow.world.miniature import build_world
 
 
-def load_world(config: RunConfig, folder: Path) -> World:
-    """The built-in miniature, or the user's four files (the preflight checked all four are set)."""
+def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
+    """The built-in miniature, or the user's four files (the preflight checked all four are set).
+    `pictures=False` (a text-only defender) offers, teaches and evaluates no picture strategy."""
     data = config.data
     if data.harmful_seeds is None:
-        return build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
-                           image_size=data.image_size)
+        world = build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
+                            image_size=data.image_size)
+        if not pictures:
+            world.strategies = world.strategies.without_pictures()
+            world.jailbreaks_held_out = [s for s in world.jailbreaks_held_out if s.extra.get("group") in
+                                         world.strategies.held_out and s.form in world.strategies.held_out[s.extra["group"]]]
+        return world
     paths = {"harmful_seeds": data.harmful_seeds, "benign": data.benign, "held_out_harmful": data.held_out_harmful,
              "held_out_benign": data.held_out_benign}
     loaded = {key: read_samples(path) for key, path in paths.items()}
@@ -26,9 +32,10 @@ def load_world(config: RunConfig, folder: Path) -> World:
         for sample in loaded[key]:
             sample.intent = sample.intent or sample.query
             sample.seed_id = sample.seed_id or sample.id
-    world = World(loaded["harmful_seeds"], loaded["held_out_harmful"], loaded["benign"], loaded["held_out_benign"])
-    world.jailbreaks_held_out = jailbreak_variants(world.harmful_held_out, TRAINING_FORMS + (UNSEEN_FORM,),
-                                                   ImageWriter(folder), data.image_size)
+    strategies = USER_DATA if pictures else USER_DATA.without_pictures()
+    world = World(loaded["harmful_seeds"], loaded["held_out_harmful"], loaded["benign"], loaded["held_out_benign"],
+                  strategies)
+    world.jailbreaks_held_out = jailbreak_variants(world.harmful_held_out, strategies, ImageWriter(folder), data.image_size)
     return world
 
 

@@ -1,4 +1,5 @@
-"""What every world has: its train and held-out samples, and the fixed jailbreaks of its held-out seeds."""
+"""What every world has: its train and held-out samples, its attack space, and the fixed jailbreaks of its
+held-out seeds."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from sectow.attacks.forms import FORMS, render
-from sectow.data.schema import Sample, save_image
+from sectow.attacks.strategies import Composition, Strategies
+from sectow.data.schema import Sample, load_image, save_image
 
 
 @dataclass
@@ -17,9 +18,10 @@ class World:
 
     harmful_train: list[Sample]  # plain harmful seeds
     harmful_held_out: list[Sample]
-    benign_train: list[Sample]  # benign requests in every form + multiple-choice questions
+    benign_train: list[Sample]  # benign requests in many compositions + questions
     benign_held_out: list[Sample]
-    jailbreaks_held_out: list[Sample] = field(default_factory=list)  # held-out seeds x jailbreak forms
+    strategies: Strategies
+    jailbreaks_held_out: list[Sample] = field(default_factory=list)  # held-out seeds x the evaluation's compositions
 
 
 class ImageWriter:
@@ -34,16 +36,30 @@ class ImageWriter:
         return str(path) if path.exists() else save_image(image, path)
 
 
-def jailbreak_variants(seeds: list[Sample], forms: tuple[str, ...], images: ImageWriter, image_size: int) -> list[Sample]:
-    """Every seed in every form: fixed, templated jailbreaks (for evaluation and as existing data)."""
-    variants = []
-    for seed_sample in seeds:
-        base_image = Image.open(seed_sample.image)
-        for form_name in forms:
-            query, image = render(form_name, seed_sample.intent, base_image, image_size)
-            sample_id = f"{seed_sample.id}-{form_name}"
-            path = images.save(sample_id, image) if FORMS[form_name].typographic else seed_sample.image
-            variants.append(Sample(id=sample_id, query=query, label="harmful", image=path,
-                                   category=seed_sample.category, intent=seed_sample.intent, form=form_name,
-                                   seed_id=seed_sample.id))
-    return variants
+def blank_image(image_size: int) -> Image.Image:
+    return Image.new("RGB", (image_size, image_size), "white")
+
+
+def composed(sample: Sample, composition: Composition, images: ImageWriter, image_size: int,
+             group: str | None = None) -> Sample:
+    """`sample`'s request in `composition`: the text the defender gets, and the picture (a new file when
+    the request is carried in one, else the sample's own image). A seed without an image gets a blank
+    canvas only when the composition draws on it."""
+    request = sample.intent or sample.query
+    query, phrase = composition.attacker_text(request)
+    needs_seed = composition.picture in ("none", "tiles_photo")
+    seed_image = load_image(sample.image) if sample.image else blank_image(image_size)
+    text, image = composition.render(query, phrase, seed_image if needs_seed else None, image_size)
+    if composition.picture == "none":
+        path = sample.image
+    else:
+        path = images.save(f"{sample.id}-{composition.name}", image)
+    return Sample(id=f"{sample.id}-{composition.name}", query=text, label=sample.label, image=path,
+                  category=sample.category, intent=request if sample.label == "harmful" else sample.intent,
+                  form=composition.name, seed_id=sample.seed_id or sample.id, extra={"group": group} if group else {})
+
+
+def jailbreak_variants(seeds: list[Sample], strategies: Strategies, images: ImageWriter, image_size: int) -> list[Sample]:
+    """Every held-out seed in every composition of the evaluation's fixed set."""
+    return [composed(seed, composition, images, image_size, group)
+            for seed in seeds for group, composition in strategies.evaluation()]

@@ -1,17 +1,16 @@
-"""The embedded default world: a faithful miniature of the jailbreak problem, built from the
-package's own text files and generated images, deterministic for a given seed.
+"""The embedded default world: a miniature of the jailbreak problem that the tug-of-war can lose, built
+from the package's own text files and generated images, deterministic for a given seed. Its design is
+in the README ("The embedded default"); in short:
 
 - Harmful seeds: 80 short harmful acts in SafeBench's 10 topics (requests only; no answers anywhere),
-  each phrased in 4 frames ("Please ...", "I need you to ...").
-- Benign requests: 40 harmless acts with the same sentence shapes, in the same frames.
+  each phrased in 4 frames ("Please ...", "I need you to ..."); one frame of each act is held out.
+- Benign requests: 40 harmless acts with the same sentence shapes, in the same frames, each in six
+  compositions of the attack space (pictures included), so surface forms carry no safety signal.
 - Benign general questions: "what colour is the image?" multiple choice over generated images.
 - Replies: a fixed refusal, a placeholder compliance (never real content), "Answer: X".
-Cold start teaches: refuse plain harmful requests, comply with benign requests in every form
-(plain, role-play, list, hypothetical), answer the questions. So the cold-start defender refuses plain
-harm yet complies with harm wrapped in a jailbreak form: the gap the attacker finds and the defender
-closes. Each act has one of its frames held out (the tiny model has no pre-training, so a held-out
-request is a new phrasing of a known act, not an unknown word); held-out jailbreaks are built from
-held-out seeds only. Colour questions are drawn afresh for each split.
+The defender's cold start refuses the plain harmful requests and the three famous templates (`KNOWN`)
+and complies with every benign composition; the attack space (`attacks/strategies.py`, MINIATURE) is
+far larger than what it covers.
 """
 
 from __future__ import annotations
@@ -23,9 +22,13 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from sectow.attacks.forms import FORMS, TRAINING_FORMS, UNSEEN_FORM, render
+from sectow.attacks.queries import attacker_instruction, attacker_target
+from sectow.attacks.strategies import DEMANDS, FRAMINGS, MINIATURE, PERSONAS, Composition, split_words
+from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 from sectow.data.schema import Sample
-from sectow.world.base import ImageWriter, World, jailbreak_variants
+from sectow.world.base import ImageWriter, World, composed, jailbreak_variants
+
+BENIGN_COMPOSITIONS = 5  # per benign request, besides its plain form
 
 REFUSAL_REPLY = "I'm sorry, but I can't help with that."
 # The miniature's stand-in for compliance: a placeholder, never real content.
@@ -81,11 +84,14 @@ def builtin_rows(name: str) -> list[dict]:
 
 
 def corpus() -> list[str]:
-    """Every text of the miniature, for training the tiny models' tokenizer."""
-    texts = [phrase(row["act"], frame) for row in builtin_rows("harmful_seeds.jsonl") + builtin_rows("benign_requests.jsonl")
-             for frame in FRAMES]
-    for form in FORMS.values():
-        texts.append(form.wrap("request"))
+    """Every training text of the miniature, for training the tiny models' tokenizer (the held-out
+    encoding is not among them: its tokens are as new to the tokenizer as to the models)."""
+    requests = [phrase(row["act"], frame) for row in builtin_rows("harmful_seeds.jsonl") + builtin_rows("benign_requests.jsonl")
+                for frame in FRAMES]
+    parts = [*PERSONAS.values(), *FRAMINGS.values(), *DEMANDS.values(), FIGSTEP_QUERY]
+    texts = requests + parts + [split_words(t) for t in requests + parts]
+    texts += [attacker_target(Composition.of(name), requests[0]) for name in ("dan+tiles+split", "tiles_photo")]
+    texts += [attacker_instruction(requests[0]), attacker_instruction(requests[0], "Strategy: none", REFUSAL_REPLY)]
     texts += [question_text(t, o) for t, o in QUESTION_TEMPLATES]
     texts += [REFUSAL_REPLY, COMPLIANCE_REPLY] + [answer_reply(letter) for letter in LETTERS]
     return texts
@@ -96,6 +102,7 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
     """Build the miniature's samples, writing its images under `folder`."""
     rng = random.Random(seed)
     images = ImageWriter(folder)
+    strategies = MINIATURE
 
     def phrasings(row: dict) -> list[tuple[str, str, bool]]:
         """(id, request, held out?) for each frame of an act; one random frame is held out."""
@@ -115,12 +122,12 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
     benign_train, benign_held_out = [], []
     for row in builtin_rows("benign_requests.jsonl"):
         for sample_id, request, held in phrasings(row):
-            base_image = Image.open(seed_image(sample_id))
-            for form_name in ("plain",) + TRAINING_FORMS:
-                query, image = render(form_name, request, base_image, image_size)
-                (benign_held_out if held else benign_train).append(
-                    Sample(id=f"{sample_id}-{form_name}", query=query, label="benign",
-                           image=images.save(f"{sample_id}-{form_name}", image), form=form_name, intent=request))
+            plain = Sample(id=sample_id, query=request, label="benign", image=seed_image(sample_id), intent=request)
+            if held:  # the evaluation's compositions, as the held-out jailbreaks have them
+                benign_held_out += [composed(plain, c, images, image_size, group) for group, c in strategies.evaluation()]
+            else:  # benign requests come in the same wrappers and pictures as jailbreaks
+                drawn = {strategies.sample(rng) for _ in range(BENIGN_COMPOSITIONS)} - {Composition()}
+                benign_train += [plain] + [composed(plain, c, images, image_size) for c in sorted(drawn, key=lambda c: c.name)]
 
     for split, count, tag in ((benign_train, questions_per_split[0], "qt"), (benign_held_out, questions_per_split[1], "qh")):
         for n in range(count):
@@ -131,6 +138,6 @@ def build_world(folder: Path, seed: int = 0, questions_per_split: tuple[int, int
                                 image=images.save(sample_id, shape_image(rng, COLOURS[colour], image_size)),
                                 answer=LETTERS[options.index(colour)], category="color question"))
 
-    world = World(harmful_train, harmful_held_out, benign_train, benign_held_out)
-    world.jailbreaks_held_out = jailbreak_variants(harmful_held_out, TRAINING_FORMS + (UNSEEN_FORM,), images, image_size)
+    world = World(harmful_train, harmful_held_out, benign_train, benign_held_out, strategies)
+    world.jailbreaks_held_out = jailbreak_variants(harmful_held_out, strategies, images, image_size)
     return world
