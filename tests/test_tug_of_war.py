@@ -9,7 +9,8 @@ import pytest
 from conftest import EXPECTED_PHASES, micro_args
 from sectow.cli import main
 
-POOL_FIELDS = {"hash", "seed_id", "category", "intent", "mode", "iteration", "form", "query", "attacker_output",
+POOL_FIELDS = {"hash", "seed_id", "category", "intent", "mode", "iteration", "form", "picture", "encoding",
+               "picture_words", "words", "query", "attacker_output",
                "defender_reply", "verdict", "quality", "image"}
 
 

@@ -33,7 +33,7 @@ def pool_record(attempt: Attempt, iteration: int) -> dict:
     parsed = attempt.parsed
     record = {"seed_id": seed.seed_id, "category": seed.category, "intent": seed.intent, "mode": seed.mode,
               "iteration": iteration, "form": attempt.composition, "picture": parsed.picture,
-              "encoding": parsed.encoding, "picture_words": parsed.phrase, "query": attempt.query,
+              "encoding": parsed.encoding, "picture_words": parsed.phrase, "words": parsed.words, "query": attempt.query,
               "attacker_output": attempt.attacker_output, "defender_reply": attempt.reply,
               "verdict": {"refused": verdict.refused, "unsafe": verdict.unsafe, "judge": verdict.judge},
               "quality": {"intent_similarity": round(quality.intent_similarity, 4),

@@ -124,7 +124,7 @@ class TugOfWar:
             defender = frozen_defender(players.defender, self.config)
             seeds = self.attack_seeds(k, defender, world)
             log.info("%s: attacker GRPO on %d prompts against the frozen defender", phase, len(seeds))
-            monitor = quality_monitor(self.config, [r["query"] for r in self.pool.records(up_to_iteration=k - 1)])
+            monitor = quality_monitor(self.config, [r["words"] for r in self.pool.records(up_to_iteration=k - 1)])
             trained = train_attacker(players.attacker, defender, seeds, self.judge, monitor, world.strategies,
                                      self.config, self.folder / "trainer" / phase, self.seed(phase))
             return PhaseResult({"iteration": k, **trained.metrics}, checkpoint=(trained.model, trained.processor, target))
@@ -144,7 +144,7 @@ class TugOfWar:
                                       temperature=self.config.pool.temperature,
                                       batch_size=self.config.evaluation.batch_size, seed=self.seed(phase), desc=f"pool {k}")
             crash_point("pool_generated")
-            monitor = quality_monitor(self.config, [r["query"] for r in self.pool.records(up_to_iteration=k - 1)])
+            monitor = quality_monitor(self.config, [r["words"] for r in self.pool.records(up_to_iteration=k - 1)])
             played = play_round(outputs, seeds, defender, self.judge, monitor, self.config.rewards, world.strategies,
                                 self.config.data.image_size)
             admitted = self.pool.admit(k, played.attempts)
