@@ -12,6 +12,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ("base", ("sectow.errors", "sectow.faults", "sectow.atomic", "sectow.timing", "sectow.paths", "sectow.ranks")),
     ("config", ("sectow.config",)),
+    ("tracking", ("sectow.tracking",)),
     ("data", ("sectow.data",)),
     ("attacks", ("sectow.attacks",)),
     ("world", ("sectow.world",)),
