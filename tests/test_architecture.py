@@ -26,6 +26,7 @@ LAYERS = [
     ("report", ("sectow.report",)),
     ("loop", ("sectow.run_folder", "sectow.tug_of_war")),
     ("ablate", ("sectow.ablate",)),
+    ("red team", ("sectow.red_team",)),
     ("checks", ("sectow.preflight", "sectow.doctor")),
     ("cli", ("sectow.cli",)),
 ]
