@@ -26,7 +26,7 @@ LAYERS = [
     ("report", ("sectow.report",)),
     ("loop", ("sectow.run_folder", "sectow.tug_of_war")),
     ("ablate", ("sectow.ablate",)),
-    ("red team", ("sectow.red_team",)),
+    ("red team and export", ("sectow.red_team", "sectow.export")),
     ("checks", ("sectow.preflight", "sectow.doctor")),
     ("cli", ("sectow.cli",)),
 ]

@@ -181,6 +181,16 @@ def cmd_attack(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from sectow.export import export
+
+    done = export(Path(args.folder), Path(args.out), iterations=args.iterations, with_replies=args.with_replies)
+    print(f"{done['rows']} rows from the {done['kind']} folder {args.folder}\n"
+          f"dataset: {done['out'] / 'dataset'} (datasets.load_from_disk)\n"
+          f"parquet: {done['out'] / 'data'}\ncard: {done['out'] / 'README.md'}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from sectow.report.html_report import write_report
 
@@ -294,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--vllm", action="store_const", const=True,
                         help="sample the attacker with vLLM where vllm and a GPU are available")
     attack.set_defaults(func=cmd_attack)
+    exporter = sub.add_parser("export", help="a run's jailbreak pool (or an attack's successes) as a datasets dataset")
+    exporter.add_argument("folder", metavar="RUN_DIR|ATTACK_DIR")
+    exporter.add_argument("out", metavar="OUT", help="new folder: dataset/ (save_to_disk), data/*.parquet, README.md")
+    exporter.add_argument("--iterations", metavar="K,K", help="only these pool iterations (attack folders: rounds)")
+    exporter.add_argument("--with-replies", action="store_true",
+                          help="include the defender's (target's) replies, which answer jailbreaks")
+    exporter.set_defaults(func=cmd_export)
     report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
