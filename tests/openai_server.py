@@ -31,10 +31,20 @@ class ModelServer:
 
             self.model, self.processor = load_policy(model_dir, PolicySettings())
         self.max_new_tokens = max_new_tokens
+        self.active = 0  # requests being handled
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                with server.lock:
+                    server.active += 1
+                try:
+                    self.handle_post()
+                finally:
+                    with server.lock:
+                        server.active -= 1
+
+            def handle_post(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     step = server.script.pop(0) if server.script else None
@@ -81,6 +91,13 @@ class ModelServer:
         with self.lock:  # one generation at a time: the model is shared by the handler threads
             return generate(self.model, self.processor, [(text, image)],
                             max_new_tokens=min(max_tokens, self.max_new_tokens))[0]
+
+    def wait_idle(self, timeout_s: float = 30) -> None:
+        """Until no request is being handled: a reply the client gave up on is still being generated, and
+        generation reseeds torch's global RNG, which an attacker sampling in this process shares."""
+        deadline = time.monotonic() + timeout_s
+        while self.active and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -206,6 +206,7 @@ def test_a_failing_target_stops_clearly_and_the_attack_resumes(micro_run, served
     assert 0 < len(partial) < len(attempts_of(reference[0]))
     # Every reply received is kept: the eight before the failure, and any already under way when it came.
     assert len((out / "target-replies.jsonl").read_text().splitlines()) >= 8
+    served.wait_idle()  # a real target runs in its own process; this one shares torch's RNG with the attacker
     assert main(["attack", "--resume", str(out), "--concurrency", "2"]) == 0
     resumed, expected = by_id(out), by_id(reference[0])
     assert len(attempts_of(out)) == len(resumed)  # nothing doubled
