@@ -12,6 +12,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS = [
     ("base", ("sectow.errors", "sectow.faults", "sectow.atomic", "sectow.timing", "sectow.paths", "sectow.ranks")),
     ("config", ("sectow.config",)),
+    ("tracking", ("sectow.tracking",)),
     ("data", ("sectow.data",)),
     ("attacks", ("sectow.attacks",)),
     ("world", ("sectow.world",)),
@@ -25,6 +26,7 @@ LAYERS = [
     ("report", ("sectow.report",)),
     ("loop", ("sectow.run_folder", "sectow.tug_of_war")),
     ("ablate", ("sectow.ablate",)),
+    ("red team and export", ("sectow.red_team", "sectow.export")),
     ("checks", ("sectow.preflight", "sectow.doctor")),
     ("cli", ("sectow.cli",)),
 ]

@@ -136,6 +136,61 @@ def cmd_eval(args) -> int:
     return 0
 
 
+# `sectow attack` options (None: not given), and the AttackSettings fields named otherwise.
+ATTACK_OPTIONS = ("attacker", "target_url", "target_model", "seeds", "limit", "samples_per_seed", "rounds", "judge",
+                  "temperature", "max_tokens", "batch_size", "seed", "text_only", "baselines", "self_instruct_attacker",
+                  "vllm", "concurrency", "timeout", "max_retries", "backoff")
+ATTACK_FIELDS = {"vllm": "use_vllm", "timeout": "timeout_s", "backoff": "backoff_s"}
+
+
+def cmd_attack(args) -> int:
+    from sectow.evaluation.benchmark_eval import parse_benchmark_args
+    from sectow.red_team.attack import Attack, AttackSettings, prepare_resume
+
+    given = {ATTACK_FIELDS.get(option, option): getattr(args, option) for option in ATTACK_OPTIONS
+             if getattr(args, option) is not None}
+    for field in ("attacker", "seeds", "self_instruct_attacker"):
+        if field in given:
+            given[field] = Path(given[field])
+    if args.benchmark:
+        given["benchmarks"] = parse_benchmark_args(args.benchmark)
+    if args.judge_option:
+        given["judge_options"] = parse_judge_options(args.judge_option)
+    if args.resume is not None:
+        folder = args.resume or args.out
+        if not folder or (args.resume and args.out and Path(args.resume) != Path(args.out)):
+            raise UserError("--resume: name the attack folder once, as --resume DIR or --out DIR --resume")
+        out = Path(folder)
+        attack = prepare_resume(out, given)
+    else:
+        missing = [f"--{name.replace('_', '-')}" for name in ("attacker", "target_url", "target_model")
+                   if name not in given] + ([] if args.out else ["--out"])
+        if missing:
+            raise UserError(f"sectow attack needs {', '.join(missing)} (or --resume DIR)")
+        out = Path(args.out)
+        attack = Attack(AttackSettings(**given), out)
+    summary = attack.run()
+    print(f"{'query writer':<34}{'attempts':>9}{'sent':>6}  {'ASR [95% interval]':<24}{'seed success':>13}")
+    for source, figures in summary["writers"].items():
+        asr, seeds = figures["asr"], figures["seed_success"]
+        interval = f"{asr['value']:.3f} [{asr['interval'][0]:.3f}, {asr['interval'][1]:.3f}]" if asr["n"] else "-"
+        name = f"{source} ({summary['attackers'][source]})"
+        print(f"{name:<34}{figures['attempts']:>9}{figures['sent']:>6}  {interval:<24}"
+              f"{seeds['value'] if seeds['n'] else '-':>13}")
+    print(f"summary: {out / 'summary.json'}\nreport: {out / 'report' / 'report.html'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from sectow.export import export
+
+    done = export(Path(args.folder), Path(args.out), iterations=args.iterations, with_replies=args.with_replies)
+    print(f"{done['rows']} rows from the {done['kind']} folder {args.folder}\n"
+          f"dataset: {done['out'] / 'dataset'} (datasets.load_from_disk)\n"
+          f"parquet: {done['out'] / 'data'}\ncard: {done['out'] / 'README.md'}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from sectow.report.html_report import write_report
 
@@ -209,6 +264,53 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--vllm", action="store_true",
                           help="generate with vLLM where vllm and a GPU are available (else HF generate, logged)")
     evaluate.set_defaults(func=cmd_eval)
+    attack = sub.add_parser(
+        "attack", help="red-team an OpenAI-compatible endpoint with a trained attacker; writes an attack folder",
+        description="The attacker writes jailbreaks for harmful seeds (default: the built-in held-out seeds, or the "
+                    "held-out seeds of the attacker's run), each is sent to the target's chat-completions endpoint "
+                    "(images as base64 image_url parts) and its reply judged. The API key is read from OPENAI_API_KEY "
+                    "only, and written nowhere.")
+    attack.add_argument("--attacker", help="attacker model folder, e.g. runs/<run>/checkpoints/attacker-3")
+    attack.add_argument("--target-url", help="the endpoint's base URL, e.g. http://localhost:8000/v1")
+    attack.add_argument("--target-model", help="the model name the endpoint serves")
+    attack.add_argument("--out", help="new folder for attempts.jsonl, summary.json and the report")
+    attack.add_argument("--resume", nargs="?", const="", metavar="DIR",
+                        help="continue a stopped attack (DIR, or the folder given with --out) with its own settings")
+    attack.add_argument("--seeds", metavar="FILE.jsonl", help="harmful seeds in sectow's sample format")
+    attack.add_argument("--benchmark", action="append", default=[], metavar="NAME=ROOT",
+                        help="harmful seeds from a local safety benchmark copy, e.g. figstep=/data/FigStep")
+    attack.add_argument("--limit", type=int, help="at most this many seeds (seeded subset)")
+    attack.add_argument("--samples-per-seed", type=int, help="attacks per seed and attacker (default 1)")
+    attack.add_argument("--rounds", type=int, help="rounds per attack (default 1); each further round refines the "
+                                                   "attempts the target resisted, with its reply")
+    attack.add_argument("--concurrency", type=int, help="requests to the target at once (default 4)")
+    attack.add_argument("--judge", help="refusal (default), guard or http")
+    attack.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="judge settings, e.g. base_url=http://localhost:8001/v1 model=NAME (http)")
+    attack.add_argument("--max-tokens", type=int, help="the target's reply length cap (default 256)")
+    attack.add_argument("--timeout", type=float, help="seconds to wait for one reply (default 60)")
+    attack.add_argument("--max-retries", type=int, help="retries of a timed-out, 429 or 5xx request (default 4)")
+    attack.add_argument("--backoff", type=float, help="first retry delay in seconds, doubled each time; 429's "
+                                                      "Retry-After wins (default 1)")
+    attack.add_argument("--temperature", type=float, help="attacker sampling temperature (default: its run's pool.temperature)")
+    attack.add_argument("--batch-size", type=int, help="attacker generation batch (default 16)")
+    attack.add_argument("--seed", type=int, help="sampling and subset seed (default 0)")
+    attack.add_argument("--text-only", action="store_const", const=True,
+                        help="send no images (a text-only endpoint); picture strategies lose their picture")
+    attack.add_argument("--baselines", action="store_const", const=True,
+                        help="also send the plain seeds and the self-instruct attacker's queries, for comparison")
+    attack.add_argument("--self-instruct-attacker", metavar="DIR",
+                        help="the self-instruct attacker (default: attacker-cold_start beside --attacker)")
+    attack.add_argument("--vllm", action="store_const", const=True,
+                        help="sample the attacker with vLLM where vllm and a GPU are available")
+    attack.set_defaults(func=cmd_attack)
+    exporter = sub.add_parser("export", help="a run's jailbreak pool (or an attack's successes) as a datasets dataset")
+    exporter.add_argument("folder", metavar="RUN_DIR|ATTACK_DIR")
+    exporter.add_argument("out", metavar="OUT", help="new folder: dataset/ (save_to_disk), data/*.parquet, README.md")
+    exporter.add_argument("--iterations", metavar="K,K", help="only these pool iterations (attack folders: rounds)")
+    exporter.add_argument("--with-replies", action="store_true",
+                          help="include the defender's (target's) replies, which answer jailbreaks")
+    exporter.set_defaults(func=cmd_export)
     report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)

@@ -59,7 +59,7 @@ class DataSettings(Section):
 # TrainingArguments fields that sectow sets itself, from its own keys or from how the loop works.
 TRAINER_OWNED = {
     "output_dir": None, "seed": "seed", "learning_rate": "learning_rate", "per_device_train_batch_size": "batch_size",
-    "max_steps": "steps", "use_cpu": None, "bf16": "<player>.bf16", "report_to": None, "save_strategy": None,
+    "max_steps": "steps", "use_cpu": None, "bf16": "<player>.bf16", "report_to": "tracking.report_to", "run_name": None, "project": "tracking.project", "save_strategy": None,
     "push_to_hub": None, "num_generations": "num_generations", "max_completion_length": "<player>.max_new_tokens",
     "temperature": "temperature", "beta": "beta", "use_vllm": "use_vllm", "vllm_mode": "vllm_mode",
     "completion_only_loss": None, "max_length": None, "log_completions": None,
@@ -196,6 +196,45 @@ class EvaluationSettings(Section):
     max_new_tokens: int = Field(16, gt=0, description="reply length cap in evaluation")
 
 
+class TrackingSettings(Section):
+    """Where the run's figures go: every trainer's logs and the loop's own per-iteration figures, under the
+    run folder's name. Nothing is sent anywhere unless named here."""
+
+    report_to: list[str] = Field(default_factory=list, description=(
+        "trackers for every trainer and the loop's figures: tensorboard, wandb, trackio, ... (transformers' "
+        "integrations); [] sends nothing"))
+    project: str = Field("sectow", min_length=1, description="the project wandb and trackio file the run under")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        if value is None or value == "none":
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_integrations(cls, names: list[str]) -> list[str]:
+        if not names:
+            return names
+        # Only when asked: importing transformers takes seconds.
+        from transformers.integrations.integration_utils import (INTEGRATION_TO_CALLBACK,
+                                                                  get_available_reporting_integrations)
+
+        for name in names:
+            if name in ("all", "none"):
+                raise ValueError(f"{name!r} is not accepted here: name the trackers, so that nothing is sent "
+                                 "anywhere unasked")
+            if name not in INTEGRATION_TO_CALLBACK:
+                nearest = difflib.get_close_matches(name, list(INTEGRATION_TO_CALLBACK), n=1)
+                hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
+                raise ValueError(f"{name!r} is not a tracker transformers knows ({', '.join(INTEGRATION_TO_CALLBACK)})"
+                                 f"{hint}")
+            if name not in get_available_reporting_integrations():
+                raise ValueError(f"{name!r} is not installed (pip install {name.replace('_', '-')})")
+        return list(dict.fromkeys(names))
+
+
 class RunConfig(Section):
     name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="run name (letters, digits, . _ -); the folder is <output_dir>/<name>-<time>")
@@ -215,6 +254,7 @@ class RunConfig(Section):
     rewards: RewardSettings = RewardSettings()
     judge: JudgeSettings = JudgeSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
 
 def _valid_keys(model: type[BaseModel], location: tuple) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sectow import ranks
+from sectow import ranks, tracking
 from sectow.atomic import write_atomic
 from sectow.errors import UserError
 from sectow.faults import crash_point
@@ -25,7 +25,7 @@ from sectow.timing import Stopwatch
 
 MARKER = "sectow-folder.json"
 FORMAT = 2  # 2: typed outcomes, proportions with intervals, the judge section, recorded player paths
-KINDS = ("run", "ablation")
+KINDS = ("run", "ablation", "attack")
 
 
 def write_marker(folder: Path, kind: str) -> None:
@@ -168,6 +168,7 @@ class Phases:
                 metrics = {**result.metrics, "outputs": [self.relative(p) for p in outputs],
                            "timing": stopwatch.figures()}
                 self.record.complete(name, metrics)
+                tracking.log_phase(name, metrics)
         if not ranks.is_main():
             self.record.completed.append(name)
         ranks.wait()

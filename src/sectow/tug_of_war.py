@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sectow import ranks
+from sectow import ranks, tracking
 from sectow.atomic import write_atomic
 from sectow.config import RunConfig, config_to_yaml
 from sectow.evaluation.defender_eval import evaluate_defender
@@ -67,6 +67,7 @@ class TugOfWar:
 
     # ---- the schedule -------------------------------------------------------------------------
     def run(self) -> dict:
+        tracking.start(self.config.tracking, self.folder)
         with ranks.state().main_process_first():  # the main process writes the world's images
             world = load_world(self.config, self.folder / "world")
         players = self.cold_start(world)
@@ -77,6 +78,7 @@ class TugOfWar:
             players.defender = self.defender_phase(k, players, world)
             self.evaluate(f"iteration_{k}", players.defender, world)
         self.phases.run("report", self.report, everywhere=False)
+        tracking.finish()
         return json.loads((self.folder / "summary.json").read_text())
 
     def cold_start(self, world: World) -> Players:

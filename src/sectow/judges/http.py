@@ -38,23 +38,26 @@ class ChatServer:
     a prompt that carries its own framing). Greedy (temperature 0). Timeouts, connection errors, 5xx and
     429 are retried `max_retries` times with exponential backoff (429's Retry-After wins), then raise
     UserError naming the URL and the last failure; a malformed reply raises at once. The API key is read
-    from `api_key_env` at each request and appears in no message."""
+    from `api_key_env` at each request and appears in no message. `who` names the server in messages
+    (default: the judge's)."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 30,
-                 max_retries: int = 4, backoff_s: float = 1.0, max_tokens: int = MAX_TOKENS, judge: str = "http"):
+                 max_retries: int = 4, backoff_s: float = 1.0, max_tokens: int = MAX_TOKENS, judge: str = "http",
+                 who: str | None = None):
+        self.who = who or f"{judge} judge"
         if not base_url.startswith(("http://", "https://")):
-            raise UserError(f"{judge} judge: base_url {base_url!r} must start with http:// or https://")
+            raise UserError(f"{self.who}: base_url {base_url!r} must start with http:// or https://")
         base = base_url.rstrip("/")
         root = base if base.endswith("/v1") else base + "/v1"
         self.url, self.completions_url = root + "/chat/completions", root + "/completions"
         self.model, self.api_key_env, self.max_tokens, self.judge = model, api_key_env, max_tokens, judge
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
 
-    def chat(self, messages: list[dict]) -> str:
-        """The reply text to one chat request."""
+    def chat(self, messages: list[dict], extract=lambda reply: reply["choices"][0]["message"]["content"]) -> str:
+        """The reply text to one chat request (`extract` reads it from the parsed JSON reply)."""
         raw = self._post(self.url, {"model": self.model, "messages": messages, "temperature": 0,
                                     "max_tokens": self.max_tokens})
-        return self._read(raw, self.url, lambda reply: reply["choices"][0]["message"]["content"])
+        return self._read(raw, self.url, extract)
 
     def complete(self, prompt: str) -> str:
         """The continuation of one raw prompt."""
@@ -77,7 +80,7 @@ class ChatServer:
             except urllib.error.HTTPError as err:
                 failure = f"HTTP {err.code} {err.reason}"
                 if err.code != 429 and err.code < 500:
-                    raise UserError(self._redact(f"{self.judge} judge: {url} answered {failure}: "
+                    raise UserError(self._redact(f"{self.who}: {url} answered {failure}: "
                                                  f"{err.read(300).decode(errors='replace')}")) from None
                 retry_after = _retry_after(err.headers.get("Retry-After")) if err.code == 429 else None
                 delay = delay if retry_after is None else retry_after
@@ -85,7 +88,7 @@ class ChatServer:
                 failure = f"{err.__class__.__name__}: {getattr(err, 'reason', err)}"
             if attempt < self.max_retries:
                 time.sleep(delay)
-        raise UserError(self._redact(f"{self.judge} judge: {url} failed {self.max_retries + 1} times; last: {failure}"))
+        raise UserError(self._redact(f"{self.who}: {url} failed {self.max_retries + 1} times; last: {failure}"))
 
     def _read(self, raw: bytes, url: str, extract) -> str:
         try:
@@ -93,7 +96,7 @@ class ChatServer:
             if not isinstance(content, str):
                 raise TypeError(f"content is {type(content).__name__}")
         except (ValueError, KeyError, IndexError, TypeError) as err:
-            raise UserError(self._redact(f"{self.judge} judge: {url} sent a malformed reply ({err}): "
+            raise UserError(self._redact(f"{self.who}: {url} sent a malformed reply ({err}): "
                                          f"{raw[:200].decode(errors='replace')!r}")) from None
         return content
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from transformers import TrainerCallback
 
-from sectow import timing
+from sectow import timing, tracking
 from sectow.config import TrainerSettings
 from sectow.faults import crash_point
 
@@ -21,7 +21,7 @@ def trainer_kwargs(output_dir: str, seed: int, settings: TrainerSettings, bf16: 
         max_steps=settings.steps,
         use_cpu=not on_gpu,
         bf16=bf16 and on_gpu,  # TRL defaults to bf16, which CPU training refuses
-        report_to=[],
+        **tracking.trainer_arguments(),  # report_to=[] unless the run is tracked
         save_strategy="no",
         logging_steps=10,
         disable_tqdm=False,

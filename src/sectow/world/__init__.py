@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.attacks.strategies import USER_DATA
+from sectow.attacks.strategies import MINIATURE, USER_DATA, Strategies
 from sectow.config import RunConfig
 from sectow.data.schema import read_samples
 from sectow.world.base import ImageWriter, World, jailbreak_variants
 from sectow.world.miniature import build_world
+
+
+def strategies_for(config: RunConfig, pictures: bool = True) -> Strategies:
+    """The attack space of the world `config` names: the miniature's, or the one for a user's own data;
+    without picture strategies for a text-only defender."""
+    strategies = MINIATURE if config.data.harmful_seeds is None else USER_DATA
+    return strategies if pictures else strategies.without_pictures()
 
 
 def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
@@ -21,7 +28,7 @@ def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
         world = build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
                             image_size=data.image_size)
         if not pictures:
-            world.strategies = world.strategies.without_pictures()
+            world.strategies = strategies_for(config, pictures)
             world.jailbreaks_held_out = [s for s in world.jailbreaks_held_out if s.extra.get("group") in
                                          world.strategies.held_out and s.form in world.strategies.held_out[s.extra["group"]]]
         return world
@@ -32,11 +39,11 @@ def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
         for sample in loaded[key]:
             sample.intent = sample.intent or sample.query
             sample.seed_id = sample.seed_id or sample.id
-    strategies = USER_DATA if pictures else USER_DATA.without_pictures()
+    strategies = strategies_for(config, pictures)
     world = World(loaded["harmful_seeds"], loaded["held_out_harmful"], loaded["benign"], loaded["held_out_benign"],
                   strategies)
     world.jailbreaks_held_out = jailbreak_variants(world.harmful_held_out, strategies, ImageWriter(folder), data.image_size)
     return world
 
 
-__all__ = ["World", "load_world"]
+__all__ = ["World", "load_world", "strategies_for"]
