@@ -314,6 +314,9 @@ def interrupted(args, code: int) -> int:
     """One line for Ctrl-C (130) or SIGTERM (143): what to run to continue, where there is something to."""
     if os.environ.get("RANK", "0") != "0":
         return code  # under torchrun every rank is interrupted; the main one says it
+    if "tqdm" in sys.modules:  # a progress bar cut off mid-line would swallow the start of the message
+        for bar in list(getattr(sys.modules["tqdm"].tqdm, "_instances", ())):
+            bar.close()
     folder = getattr(args, "folder", None)
     marker, command = RESUME_HINTS.get(args.command, (None, None))
     if folder is not None and marker and (Path(folder) / marker).is_file():

@@ -63,7 +63,7 @@ def missing(path: Path, what: str) -> str:
 
 def nearest_existing(path: Path) -> Path:
     path = path.absolute()
-    while not os.path.lexists(path):
+    while not os.path.exists(path):  # a broken link counts as missing: its parent is where things would go
         path = path.parent
     return path
 
@@ -90,10 +90,12 @@ def check_output_dir(output_dir: Path) -> Path:
 _held: dict[str, int] = {}  # folder -> descriptor of its lock, held until the process ends
 
 
-def lock_folder(folder: Path) -> None:
+def lock_folder(folder: Path, note_pid: bool = True) -> None:
     """Hold an exclusive lock on `folder` for the rest of this process (the operating system drops it when
     the process ends, a SIGKILL included), or raise a UserError naming the process that holds it. Taking a
-    lock this process already holds is a no-op."""
+    lock this process already holds is a no-op. The holder's pid goes into the lock file for that message;
+    `note_pid=False` leaves that to `note_holder`, so that a process that then refuses the folder for
+    another reason has changed nothing in it."""
     key = os.path.realpath(folder)
     if key in _held:
         return
@@ -106,12 +108,29 @@ def lock_folder(folder: Path) -> None:
         os.close(descriptor)
         raise UserError(f"{folder}: in use by another sectow process (pid {holder}); wait for it to end, or "
                         "stop it first") from None
+    _held[key] = descriptor
+    if note_pid:
+        try:
+            note_holder(folder)
+        except BaseException:
+            release_folder(folder)
+            raise
+
+
+def release_folder(folder: Path) -> None:
+    """Give up this process's lock on `folder` (a folder it made and then failed to set up)."""
+    descriptor = _held.pop(os.path.realpath(folder), None)
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def note_holder(folder: Path) -> None:
+    """Write this process's pid into the lock it holds on `folder`."""
+    descriptor = _held[os.path.realpath(folder)]
     try:
         os.fchmod(descriptor, 0o600)
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)  # for the message another process gets
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
     except OSError as err:
-        os.close(descriptor)
-        err.filename = err.filename or str(path)
+        err.filename = err.filename or str(Path(folder) / LOCK)
         raise
-    _held[key] = descriptor

@@ -28,7 +28,7 @@ from sectow.errors import UserError
 from sectow.faults import crash_point
 from sectow.models.folder import check_model_folder
 from sectow.models.policy import save_policy
-from sectow.paths import link_problem, lock_folder, path_problem
+from sectow.paths import link_problem, lock_folder, note_holder, path_problem, release_folder
 from sectow.pool import check_pool_file
 from sectow.timing import Stopwatch
 
@@ -96,13 +96,13 @@ def _a(kind: str) -> str:
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
-def lock(folder: Path) -> None:
+def lock(folder: Path, note_pid: bool = True) -> None:
     """One process at a time on a run or ablation folder: the main process holds the folder's lock until it
-    ends; under several processes, every rank gets the refusal."""
+    ends (see paths.lock_folder for `note_pid`); under several processes, every rank gets the refusal."""
     refusal = None
     if ranks.is_main():
         try:
-            lock_folder(folder)
+            lock_folder(folder, note_pid)
         except UserError as err:
             refusal = str(err)
     refusal = ranks.share(refusal)
@@ -130,8 +130,12 @@ def new_run_folder(output_dir: Path, name: str, kind: str = "run") -> Path:
             raise
         raise UserError(f"{output_dir}: cannot make a run folder there ({err.strerror})") from None
     lock_folder(folder)
-    write_marker(folder, kind)
-    point_latest(output_dir, folder)
+    try:
+        write_marker(folder, kind)
+        point_latest(output_dir, folder)
+    except BaseException:
+        release_folder(folder)
+        raise
     return folder
 
 
@@ -338,13 +342,14 @@ class Phases:
 
     def __init__(self, folder: Path, config: RunConfig | None = None):
         self.folder = folder
-        lock(folder)
+        lock(folder, note_pid=False)  # the pid is noted once the folder is accepted: a refusal changes nothing
         self.record = RunRecord(folder)
         for phase in self.record.completed:  # before anything is changed: a refused resume touches nothing
             self._verify(phase)
         if config is not None:
             self._check_config(config)
         if ranks.is_main():
+            note_holder(folder)
             self.record.drop_unfinished_metrics()
             if self.record.completed:
                 log.info("resuming %s: %d phases done, from %s on", folder, len(self.record.completed),

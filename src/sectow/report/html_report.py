@@ -100,12 +100,17 @@ def _values(value):
 
 # ---- reading the run folder ------------------------------------------------------------------------
 def _read_json_lines(path: Path) -> list[dict]:
+    """The rows of a JSONL file; a last line cut short (a run killed mid-append) is left out."""
     rows = []
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
+    text = _read_text(path)
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
+                if number == len(lines) and not text.endswith("\n"):
+                    continue
                 raise UserError(f"{path}:{number}: not valid JSON") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: expected a JSON object")
