@@ -224,7 +224,8 @@ class RunConfig(Section):
                       description="run name (letters, digits, . _ -); the folder is <output_dir>/<name>-<time>")
     output_dir: UserPath = Field(Path("runs"), description="where run folders go")
     seed: Int = Field(0, ge=0, lt=2 ** 31, description="master seed (each phase derives its own)")
-    iterations: Int = Field(3, gt=0, description="K: tug-of-war iterations")
+    iterations: Int = Field(3, gt=0,
+                            description="K: tug-of-war iterations (the one key a resumed run may change, upwards)")
     cold_start: Bool = Field(True, description="run the cold-start SFT of both players")
     defender: PolicySettings = PolicySettings()
     attacker: PolicySettings = PolicySettings(max_new_tokens=64)
