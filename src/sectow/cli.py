@@ -321,8 +321,10 @@ def interrupted(args, code: int) -> int:
     marker, command = RESUME_HINTS.get(args.command, (None, None))
     if folder is not None and marker and (Path(folder) / marker).is_file():
         print(f"sectow: interrupted; resume with `{command} {folder}`", file=sys.stderr)
+    elif command:
+        print("sectow: interrupted before anything was written", file=sys.stderr)
     else:
-        print("sectow: interrupted; nothing was written", file=sys.stderr)
+        print("sectow: interrupted", file=sys.stderr)
     return code
 
 

@@ -352,7 +352,7 @@ class Phases:
             note_holder(folder)
             self.record.drop_unfinished_metrics()
             if self.record.completed:
-                log.info("resuming %s: %d phases done, from %s on", folder, len(self.record.completed),
+                log.info("resuming %s: %d phases done (the last: %s)", folder, len(self.record.completed),
                          self.record.completed[-1])
         ranks.wait()
 
