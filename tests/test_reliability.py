@@ -225,3 +225,19 @@ def test_help_is_written_for_users(capsys):
 def test_a_command_line_mistake_is_one_line(capsys):
     assert main(["run", "--iterations", "3"]) == 2
     assert capsys.readouterr().err == "sectow: error: unrecognized arguments: --iterations 3 (see `sectow --help`)\n"
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_before_the_folder_exists_is_one_line(signum, code, tmp_path, monkeypatch, capsys):
+    def interrupted(config, output_dir=True):
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt  # what Python makes of Ctrl-C
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr("sectow.preflight.check_run_inputs", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "--set", f"output_dir={tmp_path / 'runs'}"]) == code
+    assert capsys.readouterr().err == "sectow: interrupted before anything was written\n"
+    assert not (tmp_path / "runs").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # main puts the handler it found back
