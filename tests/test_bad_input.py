@@ -1,7 +1,8 @@
 """The bad-input corpus: every mistake a user can make in a config, a data file, an image, a model folder, a
-benchmark root or an output folder ends `sectow` with exit code 2 and one line on stderr that names the
-file, row (file:line) or key: no traceback, no file changed, no run folder made. Every case fails before any
-training, through `sectow.cli.main` in-process.
+benchmark root, an output folder or a run folder to resume ends `sectow` with exit code 2 and one line on stderr
+that names the file, row (file:line) or key: no traceback, no file changed, no folder made. Every command has its
+cases: run, run --resume, ablate, eval, report, doctor (which reports a FAIL row and exits 1) and prepare-model.
+Every case fails before any training, through `sectow.cli.main` in-process.
 
 16-bit and CMYK images are not in the corpus: they are valid input, converted to the right 8-bit RGB
 (test_schema.py checks the pixels; test_valid_inputs_pass_the_preflight runs them through the preflight).
@@ -28,12 +29,14 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_benchmarks import JAILBREAKV_HEADER, make_figstep, make_jailbreakv, make_mmsafetybench, write_csv
 
-from sectow.cli import main
-from sectow.config import load_config
-from sectow.world.miniature import corpus
-from sectow.models.tiny import build_tiny_model
-from sectow.preflight import DATA_LABELS, check_run_inputs
 from sectow.atomic import write_atomic
+from sectow.cli import main
+from sectow.config import config_to_yaml, load_config
+from sectow.models.tiny import build_tiny_model
+from sectow.pool import record_hash
+from sectow.preflight import DATA_LABELS, check_run_inputs
+from sectow.run_folder import FORMAT, MARKER, Phases, input_digests
+from sectow.world.miniature import corpus
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
@@ -105,6 +108,61 @@ class Workspace:
             self.write(f"data/{image}", content)
         self.write("data/harmful_seeds.jsonl", row("h1", "harmful", image) + "\n" + row("h2", "harmful") + "\n")
 
+    @property
+    def made(self) -> Path:
+        """The run folder `make_run` writes: a killed run, as `sectow run` leaves it after its pool phase."""
+        return self.root / "made"
+
+    def make_run(self) -> Path:
+        """A run folder of this format that a resume accepts (test_the_made_run_folder_resumes): the config
+        names the workspace's data, the cold-start defender is the tiny model, and the pool of iteration 1
+        has two records with their images; state.json records the config and the data's digests."""
+        folder = self.made
+        config = load_config(None, self.run()[2::2] + ["iterations=1"])
+        (folder / "pool" / "images").mkdir(parents=True)
+        shutil.copytree(self.models["tiny"], folder / "checkpoints" / "defender-cold_start")
+        records = []
+        for i in range(2):
+            record = {"seed_id": f"harmful_seeds-{i}", "category": None, "intent": "x", "mode": "generate",
+                      "iteration": 1, "form": "roleplay", "query": f"Query {i}", "attacker_output": f"Query: {i}",
+                      "defender_reply": "Sure", "verdict": {"refused": False, "unsafe": True, "judge": "refusal"},
+                      "quality": {"intent_similarity": 0.5, "pool_similarity": 0.0}}
+            record["hash"] = record_hash(record)
+            record["image"] = f"images/{record['hash']}.png"
+            (folder / "pool" / record["image"]).write_bytes(png())
+            records.append(record)
+        pool = "".join(json.dumps(r) + "\n" for r in records)
+        (folder / "pool" / "iteration-1.jsonl").write_text(pool)
+        (folder / "pool" / "jailbreak_pool.jsonl").write_text(pool)
+        phases = [("cold_start_defender", {"rows": 4, "steps": 1, "outputs": ["checkpoints/defender-cold_start"]}),
+                  ("pool_1", {"iteration": 1, "candidates": 2, "outputs": ["pool/iteration-1.jsonl"]})]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps({"phase": name, "time": 0.0, **m, "timing": {}}) + "\n"
+                                                      for name, m in phases))
+        (folder / "state.json").write_text(json.dumps({"completed": [name for name, _ in phases],
+                                                       "config": config.model_dump(mode="json"),
+                                                       "inputs": input_digests(config)}, indent=1))
+        (folder / "config.yaml").write_text(config_to_yaml(config))
+        (folder / MARKER).write_text(json.dumps({"kind": "run", "format": FORMAT}))
+        (folder / ".sectow.lock").write_text("")  # as new_run_folder leaves it
+        return folder
+
+    def resume(self, command: str = "run") -> list[str]:
+        return [command, "--resume", str(self.made)]
+
+    def edit(self, relative: str, change: Callable[[str], str]) -> None:
+        path = self.root / relative
+        path.write_text(change(path.read_text()))
+
+    def hold_lock(self, folder: Path) -> None:
+        """Another process holding `folder`'s lock (as a running sectow does) until the test ends."""
+        code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+                "os.pwrite(fd, str(os.getpid()).encode(), 0); print('locked', flush=True); time.sleep(120)")
+        holder = subprocess.Popen([sys.executable, "-c", code, str(folder / ".sectow.lock")], stdout=subprocess.PIPE,
+                                  text=True)
+        self.mounts.callback(holder.wait)
+        self.mounts.callback(holder.kill)
+        assert holder.stdout.readline().strip() == "locked"
+
 @pytest.fixture
 def ws(tmp_path, models, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative default (runs/) lands in the test's folder, never the repo's
@@ -157,6 +215,22 @@ class Case:
     argv: Callable[[Workspace], list[str]]  # the command line
     needle: str  # what the one error line must contain: the file, row or key
     prepare: Callable[[Workspace], object] = lambda ws: None  # how to break the good workspace first
+
+
+@dataclass
+class DoctorCase(Case):
+    """`sectow doctor` reports a problem as a FAIL row of its table (stdout) and exits 1."""
+
+
+def doctor(*sets: str, config: str | None = None) -> Callable[[Workspace], list[str]]:
+    def argv(ws: Workspace) -> list[str]:
+        return ["doctor", *(["--config", str(ws.root / config)] if config else []),
+                *[a for item in (f"output_dir={ws.runs}", *sets) for a in ("--set", item.format(root=ws.root))]]
+    return argv
+
+
+def with_data(*sets: str) -> list[str]:
+    return [f"data.{key}={{root}}/data/{key}.jsonl" for key in DATA_LABELS] + list(sets)
 
 
 def image_case(name: str, content: bytes | None, needle: str) -> Case:
@@ -284,8 +358,408 @@ CASES = {
 }
 
 
+
+def safetensors_with(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+def misfit_weights(model: Path) -> None:
+    """A safetensors file whose header parses, but whose one tensor needs 4x8 bytes and is given 8."""
+    (model / "model.safetensors").write_bytes(safetensors_with(
+        {"w": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 8]}}, b"\0" * 8))
+
+
+def text_only_model(model: Path) -> None:
+    """The tiny model's files, but its config says it is a causal LM (Qwen2)."""
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (model / "processor_config.json").unlink()
+
+
+def pool_line(ws: Workspace, change: Callable[[dict], object]) -> None:
+    path = ws.made / "pool" / "iteration-1.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    change(records[0])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def resume_case(needle: str, break_it: Callable[[Workspace], object], command: str = "run") -> Case:
+    """`sectow <command> --resume` of the made run folder after `break_it`."""
+    return Case(lambda ws: ws.resume(command), needle, lambda ws: (ws.make_run(), break_it(ws)))
+
+
+def report_case(needle: str, break_it: Callable[[Workspace], object]) -> Case:
+    return Case(lambda ws: ["report", str(ws.made)], needle, lambda ws: (ws.make_run(), break_it(ws)))
+
+
+def ablation_folder(ws: Workspace) -> Path:
+    folder = ws.root / "ablation"
+    folder.mkdir()
+    (folder / MARKER).write_text(json.dumps({"kind": "ablation", "format": FORMAT}))
+    (folder / "config.yaml").write_text("iterations: 1\n")
+    return folder
+
+
+def ablate(*sets: str) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["ablate", "--set", f"output_dir={ws.runs}",
+                       *[a for item in sets for a in ("--set", item.format(root=ws.root))]]
+
+
+def long_name(ws: Workspace) -> str:
+    return str(ws.root / ("n" * 300))
+
+
+QUESTION = "What colour is it?\n(A) red\n(B) green\nAnswer with the option's letter."
+SAFETENSORS_HEADER_GARBAGE = (20).to_bytes(8, "little") + b"{not json at all....."
+
+CASES.update({
+    # --- config values that validate must also run ---
+    "seed past 2**31": Case(lambda ws: ws.run("seed=2147483648"), "seed: Input should be less than 2147483648"),
+    "negative seed": Case(lambda ws: ws.run("seed=-1"), "seed: Input should be greater than or equal to 0"),
+    "seed a float": Case(lambda ws: ws.run("seed=1.5"), "seed: Input should be a valid integer"),
+    "YAML error in a --set value": Case(lambda ws: ws.run("seed=[1"), "override 'seed=[1': YAML syntax error"),
+    "integer given as a string": Case(lambda ws: ws.run("iterations='3'"), "iterations: Input should be a valid integer"),
+    "boolean given as 1": Case(lambda ws: ws.run("cold_start=1"), "cold_start: Input should be a valid boolean"),
+    "boolean given as 'yes please'": Case(lambda ws: ws.run("monitors.enabled_attacker=yes please"),
+                                          "monitors.enabled_attacker: Input should be a valid boolean"),
+    "number given as a boolean": Case(lambda ws: ws.run("rewards.format_bonus=true"),
+                                      "rewards.format_bonus: Input should be a number, not a boolean"),
+    "batch size not a multiple of generations": Case(lambda ws: ws.run("attacker_grpo.batch_size=6"),
+                                                     "batch_size (6) must be a multiple of num_generations (4)"),
+    "hidden size 16": Case(lambda ws: ws.run("defender.hidden_size=16"), "defender.hidden_size: must be a multiple of 64"),
+    "infinite learning rate": Case(lambda ws: ws.run("attacker_sft.learning_rate=.inf"), "attacker_sft.learning_rate:"),
+    "NaN learning rate": Case(lambda ws: ws.run("defender_sft.learning_rate=.nan"), "defender_sft.learning_rate:"),
+    "min query length above max": Case(lambda ws: ws.run("monitors.min_query_chars=500"),
+                                       "min_query_chars (500) is above max_query_chars (400)"),
+    "unknown TRL field": Case(lambda ws: ws.run("defender_grpo.trl={max_grad_nrm: 1}"),
+                              "'max_grad_nrm' is not a field of trl.GRPOConfig; did you mean 'max_grad_norm'?"),
+    "TRL field sectow sets": Case(lambda ws: ws.run("attacker_sft.trl={seed: 3}"), "'seed' is set by sectow from 'seed'"),
+    "TRL field of the wrong type": Case(lambda ws: ws.run("defender_sft.trl={max_grad_norm: big}"),
+                                        "'max_grad_norm' takes a float"),
+    "unknown judge": Case(lambda ws: ws.run("judge.kind=oracle"), "oracle"),
+    "composite judge without parts": Case(lambda ws: ws.run("judge.kind=all"), "an 'all' judge needs at least one judge"),
+    "value outside a choice": Case(lambda ws: ws.run("monitors.orr_action=panic"), "monitors.orr_action:"),
+    "LoRA rank 0": Case(lambda ws: ws.run("defender.lora={rank: 0}"), "defender.lora.rank: Input should be greater than 0"),
+    "name with a slash": Case(lambda ws: ws.run("name=a/b"), "name: String should match pattern"),
+    "name over 255 characters": Case(lambda ws: ws.run("name=" + "n" * 300), "name: String should have at most 200"),
+    "output folder name over 255 bytes": Case(lambda ws: ws.run(f"output_dir={long_name(ws)}"),
+                                              "output_dir: the path has a name of 300 bytes"),
+    "output folder with a NUL byte": Case(lambda ws: ws.run('output_dir="runs\\0x"'), "output_dir: the path contains a NUL"),
+    "data path with a NUL byte": Case(lambda ws: ws.run('data.benign="b\\0.jsonl"'), "data.benign: the path contains a NUL"),
+    "model path over 4095 bytes": Case(lambda ws: ws.run("defender.path=" + "/m" * 2100),
+                                       "defender.path: the path is 4200 bytes long"),
+    "empty key in --set": Case(lambda ws: ws.run("=3"), "override '=3': '' is not a key"),
+    "empty part of a dotted key": Case(lambda ws: ws.run("defender..path=x"), "'defender..path' is not a key"),
+    "--set into a value": Case(lambda ws: ws.run("seed=1", "seed.x=2"), "override 'seed.x=2': 'seed' is not a section"),
+    "unknown section": Case(lambda ws: ws.run("attacker_ppo.steps=3"), "unknown key 'attacker_ppo'"),
+    "duplicate YAML key": yaml_case("iterations: 2\nseed: 1\niterations: 3\n", "bad.yaml:3: key 'iterations' is given twice"),
+    "duplicate nested YAML key": yaml_case("defender:\n  bf16: true\n  bf16: false\n", "bad.yaml:3: key 'bf16' is given twice"),
+    "config that is false": yaml_case("false\n", "bad.yaml: expected a mapping of config keys at the top level, got bool"),
+    "config that is []": yaml_case("[]\n", "bad.yaml: expected a mapping of config keys at the top level, got list"),
+    "config that is a number": yaml_case("3\n", "got int"),
+    "config not UTF-8": Case(lambda ws: ["run", "--config", str(ws.root / "latin1.yaml")], "latin1.yaml: not UTF-8 text",
+                             lambda ws: ws.write("latin1.yaml", "name: caf\xe9\n".encode("latin-1"))),
+    "config is a folder": Case(lambda ws: ["run", "--config", str(ws.data)], "data: not a file"),
+    "YAML tab indentation": yaml_case("defender:\n\tbf16: true\n", "bad.yaml:2: YAML syntax error"),
+    "strict integer in YAML": yaml_case("iterations: '2'\n", "iterations: Input should be a valid integer"),
+    "strict boolean in YAML": yaml_case("cold_start: 0\n", "cold_start: Input should be a valid boolean"),
+    "unknown command-line option": Case(lambda ws: ws.run() + ["--iterations", "2"], "unrecognized arguments: --iterations"),
+    # --- output folders ---
+    "output folder a dangling link": Case(lambda ws: ws.run(f"output_dir={ws.root / 'gone'}"),
+                                          "gone: output folder is a dangling symbolic link",
+                                          lambda ws: (ws.root / "gone").symlink_to(ws.root / "nowhere")),
+    "output folder a link loop": Case(lambda ws: ws.run(f"output_dir={ws.root / 'loop'}"),
+                                      "loop: output folder is a symbolic link loop",
+                                      lambda ws: (ws.root / "loop").symlink_to(ws.root / "loop")),
+    "output folder under a dangling link": Case(lambda ws: ws.run(f"output_dir={ws.root / 'gone' / 'runs'}"),
+                                                "output folder is under", lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    # --- data rows: every field type-checked ---
+    "answer a number": data_case("benign", row("b1", "benign", answer=3) + "\n", "benign.jsonl:1: field 'answer' must be"),
+    "answer not among the options": data_case("benign", row("b1", "benign", answer="C", query=QUESTION) + "\n",
+                                              "benign.jsonl:1: answer 'C' is not among the options the query lists (A, B)"),
+    "answer two letters": data_case("benign", row("b1", "benign", answer="AB") + "\n", "answer 'AB' must be one option letter"),
+    "answer a lower-case letter": data_case("held_out_benign", row("b1", "benign", answer="a") + "\n", "answer 'a' must be"),
+    "answer on a harmful sample": data_case("harmful_seeds", row("h1", "harmful", answer="A") + "\n",
+                                            "harmful_seeds.jsonl:1: field 'answer' is for benign multiple-choice"),
+    "intent a number": data_case("harmful_seeds", row("h1", "harmful", intent=5) + "\n",
+                                 "harmful_seeds.jsonl:1: field 'intent' must be a string"),
+    "category a list": data_case("held_out_harmful", row("h1", "harmful", category=["a"]) + "\n", "field 'category' must be"),
+    "form a number": data_case("benign", row("b1", "benign", form=2) + "\n", "field 'form' must be a string"),
+    "empty form": data_case("benign", row("b1", "benign", form="") + "\n", "field 'form' must not be empty"),
+    "extra not an object": data_case("benign", row("b1", "benign", extra="x") + "\n", "field 'extra' must be a JSON object"),
+    "seed_id a number": data_case("harmful_seeds", row("h1", "harmful", seed_id=7) + "\n", "field 'seed_id' must be"),
+    "label a number": data_case("benign", row("b1", "benign").replace('"benign"', "1") + "\n", "field 'label' is missing"),
+    "empty query": data_case("benign", row("b1", "benign").replace('"Query b1?"', '""') + "\n", "field 'query' is missing"),
+    "image a number": data_case("benign", row("b1", "benign", image=5) + "\n", "field 'image' must be a path string"),
+    "lone surrogate in a query": data_case("benign", row("b1", "benign").replace("Query", "Q\\ud800uery") + "\n",
+                                           "benign.jsonl:1: text 'Q\\ud800uery b1?' cannot be written as UTF-8"),
+    "lone surrogate in an intent": data_case("harmful_seeds", row("h1", "harmful", intent="X").replace('"X"', '"\\udfff"')
+                                             + "\n",
+                                             "harmful_seeds.jsonl:1: text"),
+    "id with a slash": data_case("benign", row("../b1", "benign") + "\n", "benign.jsonl:1: id '../b1' must be"),
+    "id starting with a dot": data_case("benign", row(".b1", "benign") + "\n", "id '.b1' must be at most 200"),
+    "id over 200 characters": data_case("benign", row("b" * 201, "benign") + "\n", "must be at most 200 characters"),
+    "row a list": data_case("benign", "[1, 2]\n", "benign.jsonl:1: expected a JSON object"),
+    "row nested too deeply": data_case("benign", "[" * 100000 + "]" * 100000 + "\n", "benign.jsonl:1: bad JSON"),
+    "duplicate id in a file": data_case("benign", row("b1", "benign") + "\n" + row("b2", "benign") + "\n"
+                                        + row("b1", "benign") + "\n",
+                                        "benign.jsonl:3: sample id 'b1' is used again (first on line 1)"),
+    "id shared by training and held-out": data_case(
+        "held_out_benign", row("benign-1", "benign") + "\n" + row("x", "benign") + "\n",
+        "held_out_benign.jsonl: 1 sample id(s) also in data.benign"),
+    "ids shared by the harmful files": data_case(
+        "held_out_harmful", row("harmful_seeds-0", "harmful") + "\n" + row("harmful_seeds-1", "harmful") + "\n",
+        "'harmful_seeds-0', 'harmful_seeds-1'"),
+    "data file is a folder": Case(lambda ws: ws.run(f"data.benign={ws.data / 'img'}"), "img: not a file"),
+    "data file a dangling link": Case(lambda ws: ws.run(f"data.benign={ws.data / 'gone.jsonl'}"),
+                                      "gone.jsonl: data file is a dangling symbolic link",
+                                      lambda ws: (ws.data / "gone.jsonl").symlink_to("nowhere.jsonl")),
+    "image path with a NUL byte": data_case("harmful_seeds", row("h1", "harmful", "img/redNUL.png").replace("NUL", "\\u0000")
+                                            + "\n",
+                                            "harmful_seeds.jsonl:1: image path 'img/red\\x00.png' contains a NUL byte"),
+    "image path through a link loop": Case(lambda ws: ws.run(), "harmful_seeds.jsonl:1: image path 'img/loop/x.png' cannot "
+                                           "be followed", lambda ws: ((ws.data / "img/loop").symlink_to("loop"),
+                                                                      ws.seeds_with_image("img/loop/x.png"))),
+    "image path a folder": Case(lambda ws: ws.run(), "harmful_seeds.jsonl:1: image 'img' not found",
+                                lambda ws: ws.seeds_with_image("img")),
+    # --- model folders: a supported architecture, weights that match their headers ---
+    "unknown model type": broken_model("defender", lambda m: (m / "config.json").write_text('{"model_type": "bert-ish"}'),
+                                       "model_type 'bert-ish' is neither an image-text-to-text model nor a causal LM"),
+    "config.json not JSON": broken_model("attacker", lambda m: (m / "config.json").write_text("{oops"),
+                                         "config.json: not a readable JSON object"),
+    "config.json a list": broken_model("attacker", lambda m: (m / "config.json").write_text("[]"),
+                                       "config.json: not a readable JSON object"),
+    "config.json without model_type": broken_model("defender", lambda m: (m / "config.json").write_text("{}"),
+                                                   "no model_type"),
+    "tensors that do not fit their bytes": broken_model("defender", misfit_weights,
+                                                        "tensor 'w' is F32 [4, 8], 128 bytes, but the header gives it 8"),
+    "safetensors header not JSON": broken_model(
+        "attacker", lambda m: (m / "model.safetensors").write_bytes(SAFETENSORS_HEADER_GARBAGE),
+        "model.safetensors: not a readable safetensors file"),
+    "unknown tensor dtype": broken_model("defender", lambda m: (m / "model.safetensors").write_bytes(safetensors_with(
+        {"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16)), "unreadable dtype, shape or offsets"),
+    "tensor bytes that overlap": broken_model("defender", lambda m: (m / "model.safetensors").write_bytes(safetensors_with(
+        {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+         "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}}, b"\0" * 6)), "tensor bytes overlap or leave a gap"),
+    "shard index not JSON": broken_model("attacker", lambda m: ((m / "model.safetensors").unlink(),
+                                                                (m / "model.safetensors.index.json").write_text("{")),
+                                         "model.safetensors.index.json: unreadable shard index"),
+    "shard index naming a missing shard": broken_model(
+        "attacker", lambda m: ((m / "model.safetensors").unlink(), (m / "model.safetensors.index.json").write_text(
+            json.dumps({"weight_map": {"w": "model-00001-of-00002.safetensors"}}))),
+        "model-00001-of-00002.safetensors: weight file named by the shard index is missing"),
+    "vision model without image settings": broken_model("defender", lambda m: (m / "processor_config.json").unlink(),
+                                                        "no image processor settings"),
+    "model without a chat template": broken_model("attacker", lambda m: (m / "chat_template.jinja").unlink(),
+                                                  "attacker: no chat template"),
+    "text-only model as a player": broken_model("defender", text_only_model,
+                                                "defender: a text-only causal LM; sectow run trains vision-language "
+                                                "players only for now (defender.path)"),
+    "model path is a file": Case(lambda ws: ws.run(f"defender.path={ws.data / 'benign.jsonl'}"), "model folder not found"),
+    # --- resuming: exact or refused ---
+    "resume of a missing folder": Case(lambda ws: ["run", "--resume", str(ws.root / "nowhere")], "nowhere: no such folder"),
+    "resume of a file": Case(lambda ws: ["run", "--resume", str(ws.data / "benign.jsonl")], "benign.jsonl: not a folder"),
+    "resume of a dangling link": Case(lambda ws: ["run", "--resume", str(ws.root / "gone")],
+                                      "gone: run folder is a dangling symbolic link",
+                                      lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    "resume of an older run folder": Case(lambda ws: ["run", "--resume", str(ws.runs / "old-run-20240101-000000")],
+                                          "not a sectow run folder (no sectow-folder.json)",
+                                          lambda ws: ws.write("runs/old-run-20240101-000000/config.yaml", "seed: 0\n")),
+    "resume of an ablation folder": Case(lambda ws: ["run", "--resume", str(ws.root / "ablation")],
+                                         "a sectow ablation folder, not a run folder; continue it with `sectow ablate "
+                                         "--resume", ablation_folder),
+    "ablate --resume of a run folder": resume_case("a sectow run folder, not an ablation folder; continue it with "
+                                                   "`sectow run --resume", lambda ws: None, command="ablate"),
+    "resume of another format": resume_case("made by a sectow with folder format 2; this one reads format",
+                                            lambda ws: (ws.made / MARKER).write_text('{"kind": "run", "format": 2}')),
+    "marker of an unknown kind": resume_case("a sectow sweep folder, not a run folder",
+                                             lambda ws: (ws.made / MARKER).write_text('{"kind": "sweep", "format": 3}')),
+    "marker not JSON": resume_case("sectow-folder.json: unreadable", lambda ws: (ws.made / MARKER).write_text("{")),
+    "marker of the wrong shape": resume_case("sectow-folder.json: not a sectow folder marker",
+                                             lambda ws: (ws.made / MARKER).write_text('["run", 3]')),
+    "resume with --set": Case(lambda ws: ws.resume() + ["--set", "seed=1"], "--resume continues a run with its own "
+                              "config.yaml", lambda ws: ws.make_run()),
+    "empty state.json": resume_case("state.json:1: not valid JSON", lambda ws: (ws.made / "state.json").write_text("")),
+    "garbage state.json": resume_case("state.json:1: not valid JSON", lambda ws: (ws.made / "state.json").write_bytes(
+        b"\x00\x01garbage")),
+    "state.json of the wrong type": resume_case("state.json: not a sectow state file",
+                                                lambda ws: (ws.made / "state.json").write_text('{"completed": "all"}')),
+    "state.json listing a phase twice": resume_case("not a sectow state file", lambda ws: ws.edit(
+        "made/state.json", lambda t: t.replace('"pool_1"', '"pool_1", "pool_1"'))),
+    "metrics line of garbage": resume_case("metrics.jsonl:1: not valid JSON", lambda ws: ws.edit(
+        "made/metrics.jsonl", lambda t: "{garbage\n" + t)),
+    "metrics line not an object": resume_case("metrics.jsonl:2: not a phase record",
+                                              lambda ws: ws.edit("made/metrics.jsonl", lambda t: t.splitlines()[0] + "\n[]\n"
+                                                                 + t.splitlines()[1] + "\n")),
+    "metrics outputs of the wrong type": resume_case("'outputs' must be a list of paths", lambda ws: ws.edit(
+        "made/metrics.jsonl", lambda t: t.replace('["pool/iteration-1.jsonl"]', '"pool/iteration-1.jsonl"'))),
+    "completed phase without metrics": resume_case("phase 'pool_1' is recorded complete in state.json but has 0 lines",
+                                                   lambda ws: ws.edit("made/metrics.jsonl", lambda t: t.splitlines()[0] + "\n")),
+    "completed checkpoint deleted": resume_case("defender-cold_start: missing (written by phase 'cold_start_defender'",
+                                                lambda ws: shutil.rmtree(ws.made / "checkpoints/defender-cold_start")),
+    "completed checkpoint cut short": resume_case(
+        "defender-cold_start/model.safetensors: not a readable safetensors file (truncated",
+        lambda ws: (ws.made / "checkpoints/defender-cold_start/model.safetensors").write_bytes(
+            (ws.made / "checkpoints/defender-cold_start/model.safetensors").read_bytes()[:-512])),
+    "pool file deleted": resume_case("iteration-1.jsonl: missing (written by phase 'pool_1'",
+                                     lambda ws: (ws.made / "pool/iteration-1.jsonl").unlink()),
+    "pool file cut mid-line": resume_case("iteration-1.jsonl:2: not a whole JSON record", lambda ws: ws.edit(
+        "made/pool/iteration-1.jsonl", lambda t: t[:-40])),
+    "pool record changed": resume_case("iteration-1.jsonl:1: pool record", lambda ws: pool_line(
+        ws, lambda r: r.update(defender_reply="I cannot help with that."))),
+    "pool record field of the wrong type": resume_case("pool record field 'iteration' is missing or of the wrong type",
+                                                       lambda ws: pool_line(ws, lambda r: r.update(iteration="1"))),
+    "pool image deleted": resume_case("the image of pool record", lambda ws: [p.unlink() for p in
+                                                                              (ws.made / "pool/images").glob("*.png")]),
+    "pool image damaged": resume_case("damaged image of pool record", lambda ws: [p.write_bytes(png()[:40]) for p in
+                                                                                 (ws.made / "pool/images").glob("*.png")]),
+    "config.yaml edited": resume_case("config.yaml: 'seed' changed since the run began (0 -> 7)", lambda ws: ws.edit(
+        "made/config.yaml", lambda t: t.replace("seed: 0", "seed: 7"))),
+    "config.yaml with fewer iterations": resume_case(
+        "'iterations' changed since the run began (2 -> 1); iterations may only grow", lambda ws: (
+            ws.edit("made/state.json", lambda t: t.replace('"iterations": 1', '"iterations": 2'))),),
+    "config.yaml with other steps": resume_case("'defender_grpo.steps' changed since the run began (60 -> 6)", lambda ws: (
+        ws.edit("made/config.yaml", lambda t: t.replace("steps: 60", "steps: 6", 1)))),
+    "config.yaml not YAML": resume_case("config.yaml:3: YAML syntax error", lambda ws: (ws.made / "config.yaml").write_text(
+        "seed: 0\nname: [x\n")),
+    "config.yaml missing": resume_case("config.yaml: no such config file", lambda ws: (ws.made / "config.yaml").unlink()),
+    "data edited since the run began": resume_case("data.benign has changed since the run began", lambda ws: ws.write(
+        "data/benign.jsonl", row("benign-0", "benign") + "\n")),
+    "data of a resumed run now broken": resume_case("benign.jsonl:1: bad JSON", lambda ws: ws.write(
+        "data/benign.jsonl", "{\n")),
+    "run folder in use": resume_case("made: in use by another sectow process (pid ", lambda ws: ws.hold_lock(ws.made)),
+    # --- sectow ablate ---
+    "ablate with a bad seed": Case(ablate("seed=-5"), "seed: Input should be greater than or equal to 0"),
+    "ablate with a duplicate key": Case(lambda ws: ["ablate", "--config", str(ws.root / "bad.yaml")],
+                                        "bad.yaml:2: key 'seed' is given twice",
+                                        lambda ws: ws.write("bad.yaml", "seed: 1\nseed: 2\n")),
+    "ablate output folder a dangling link": Case(ablate("output_dir={root}/gone"), "output folder is a dangling",
+                                                 lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    "ablate --sectow-run of an unfinished run": Case(lambda ws: ablate()(ws) + ["--sectow-run", str(ws.made)],
+                                                     "made: not a finished sectow run", lambda ws: ws.make_run()),
+    "ablation folder in use": Case(lambda ws: ["ablate", "--resume", str(ws.root / "ablation")],
+                                   "ablation: in use by another sectow process (pid ",
+                                   lambda ws: (ablation_folder(ws), (ws.root / "ablation/.sectow.lock").write_text(""),
+                                               ws.hold_lock(ws.root / "ablation"))),
+    "ablate --resume with --sectow-run": Case(lambda ws: ["ablate", "--resume", str(ws.root / "ablation"), "--sectow-run",
+                                                          str(ws.made)], "--resume continues an ablation with its own",
+                                              ablation_folder),
+    "ablate with an unknown key": Case(ablate("pool.size=3"), "unknown key 'pool.size'"),
+    "ablate with a bad data row": Case(lambda ws: ablate()(ws) + ws.run()[3:], "benign.jsonl:1: field 'intent' must be",
+                                       lambda ws: ws.write("data/benign.jsonl", row("b1", "benign", intent=[1]) + "\n")),
+    "ablate --sectow-run of another experiment": Case(
+        lambda ws: ablate("seed=3", *ws.run()[4::2])(ws) + ["--sectow-run", str(ws.made)],
+        "its config differs from the ablation's at 'seed'", lambda ws: (
+            ws.make_run(), ws.write("made/summary.json", '{"cold_start": {}, "iterations": []}'))),
+    "ablate --resume of a missing folder": Case(lambda ws: ["ablate", "--resume", str(ws.root / "nowhere")],
+                                                "nowhere: no such folder"),
+    # --- sectow eval ---
+    "eval batch size 0": Case(lambda ws: ws.eval() + ["--batch-size", "0"], "--batch-size must be a positive number, got 0"),
+    "eval max new tokens 0": Case(lambda ws: ws.eval() + ["--max-new-tokens", "0"], "--max-new-tokens must be a positive"),
+    "eval limit -1": Case(lambda ws: ws.eval() + ["--limit", "-1"], "--limit must be a positive number, got -1"),
+    "eval limit not a number": Case(lambda ws: ws.eval() + ["--limit", "ten"], "argument --limit: invalid int value"),
+    "eval mistyped judge option": Case(lambda ws: ws.eval() + ["--judge-option", "markrs=gcg"],
+                                       "got an unexpected keyword argument 'markrs' (options: markers, max_chars)"),
+    "eval judge option without =": Case(lambda ws: ws.eval() + ["--judge-option", "markers"],
+                                        "--judge-option 'markers': expected KEY=VALUE"),
+    "eval unknown judge": Case(lambda ws: ws.eval() + ["--judge", "oracle"], "unknown judge 'oracle'"),
+    "eval unknown prompt defense": Case(lambda ws: ws.eval() + ["--prompt-defense", "wall"], "argument --prompt-defense"),
+    "eval without --out": Case(lambda ws: ws.eval()[:3] + ["--benchmark", f"figstep={ws.root / 'figstep'}"],
+                               "sectow eval needs --out"),
+    "eval --resume of a non-eval folder": Case(lambda ws: ["eval", "--resume", str(ws.data)],
+                                               "data: not a sectow eval folder (no eval-config.json)"),
+    "eval --resume with garbage settings": Case(lambda ws: ["eval", "--resume", str(ws.root / "ev")],
+                                                "eval-config.json: unreadable",
+                                                lambda ws: ws.write("ev/eval-config.json", "{garbage")),
+    "eval --resume with other settings": Case(lambda ws: ["eval", "--resume", str(ws.root / "ev"), "--limit", "3"],
+                                              "--resume continues an evaluation with its own settings",
+                                              lambda ws: ws.write("ev/eval-config.json", "{}")),
+    "eval --resume and --overwrite": Case(lambda ws: ws.eval(out=ws.root / "ev") + ["--overwrite"],
+                                          "not a sectow eval folder (no eval-config.json): --overwrite replaces only",
+                                          lambda ws: ws.write("ev/notes.txt", "mine")),
+    "eval into a folder with files": Case(lambda ws: ws.eval(out=ws.data), "data: output folder exists"),
+    "eval output a dangling link": Case(lambda ws: ws.eval(out=ws.root / "gone"), "gone: output folder is a dangling",
+                                        lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    "eval output name over 255 bytes": Case(lambda ws: ws.eval(out=Path(long_name(ws))), "output folder has a name of 300"),
+    "eval model without a chat template": Case(lambda ws: ws.eval(model=ws.root / "m"), "m: no chat template",
+                                               lambda ws: (shutil.copytree(ws.models["tiny"], ws.root / "m"),
+                                                           (ws.root / "m/chat_template.jinja").unlink())),
+    "eval model with misfit tensors": Case(lambda ws: ws.eval(model=ws.root / "m"), "but the header gives it 8",
+                                           lambda ws: misfit_weights(Path(shutil.copytree(ws.models["tiny"], ws.root / "m")))),
+    "benchmark csv row too short": Case(lambda ws: ws.eval(), "safebench.csv:7: 2 fields where the header has 6",
+                                        lambda ws: ws.edit("figstep/data/question/safebench.csv", lambda t: t + "\nx,1\n")),
+    "benchmark csv not UTF-8": Case(lambda ws: ws.eval(), "safebench.csv: not UTF-8", lambda ws: ws.write(
+        "figstep/data/question/safebench.csv", b"dataset,question\n\xff\xfe\n")),
+    "benchmark root is a file": Case(lambda ws: ws.eval(f"figstep={ws.data / 'benign.jsonl'}"), "no such folder"),
+    # --- sectow report ---
+    "report of a missing folder": Case(lambda ws: ["report", str(ws.root / "nowhere")], "nowhere: no such folder"),
+    "report of a non-run folder": Case(lambda ws: ["report", str(ws.data)], "data: not a sectow run folder"),
+    "report without a summary": report_case("summary.json: missing", lambda ws: None),
+    "report with a garbage summary": report_case("summary.json:1: not valid JSON",
+                                                 lambda ws: ws.write("made/summary.json", "{garbage")),
+    "report with a summary of the wrong shape": report_case("summary.json: not a run summary",
+                                                            lambda ws: ws.write("made/summary.json", '{"iterations": 3}')),
+    "report with damaged metrics": report_case("metrics.jsonl:1: not valid JSON", lambda ws: ws.edit(
+        "made/metrics.jsonl", lambda t: "oops\n" + t)),
+    "report with a garbage state": report_case("state.json:1: not valid JSON", lambda ws: ws.write("made/state.json", "x")),
+    "report of another format": report_case("made by a sectow with folder format 1", lambda ws: ws.write(
+        f"made/{MARKER}", '{"kind": "run", "format": 1}')),
+    "report of an ablation with a garbage table": Case(
+        lambda ws: ["report", str(ws.root / "ablation")], "comparison.json:1: not valid JSON",
+        lambda ws: (ablation_folder(ws), ws.make_run(), (ws.root / "ablation/sectow").symlink_to(ws.made),
+                    ws.write("made/summary.json", '{"cold_start": {}, "iterations": []}'),
+                    ws.write("ablation/comparison.json", "[{"))),
+    # --- sectow doctor: a FAIL row naming the problem, exit 1 ---
+    "doctor config not UTF-8": DoctorCase(doctor(config="latin1.yaml"), "latin1.yaml: not UTF-8 text",
+                                          lambda ws: ws.write("latin1.yaml", b"name: caf\xe9\n")),
+    "doctor duplicate key": DoctorCase(doctor(config="bad.yaml"), "bad.yaml:2: key 'seed' is given twice",
+                                       lambda ws: ws.write("bad.yaml", "seed: 1\nseed: 2\n")),
+    "doctor strict integer": DoctorCase(doctor("iterations='2'"), "iterations: Input should be a valid integer"),
+    "doctor bad data row": DoctorCase(doctor(*with_data()), "benign.jsonl:1: field 'answer' must be",
+                                      lambda ws: ws.write("data/benign.jsonl", row("b1", "benign", answer=1) + "\n")),
+    "doctor shared ids": DoctorCase(doctor(*with_data()), "sample id(s) also in data.benign",
+                                    lambda ws: ws.write("data/held_out_benign.jsonl", row("benign-0", "benign") + "\n")),
+    "doctor broken image": DoctorCase(doctor(*with_data()), "corrupt.png: unreadable image",
+                                      lambda ws: ws.seeds_with_image("img/corrupt.png", b"not a png")),
+    "doctor misfit tensors": DoctorCase(doctor("defender.path={root}/m"), "but the header gives it 8",
+                                        lambda ws: misfit_weights(Path(shutil.copytree(ws.models["tiny"], ws.root / "m")))),
+    "doctor model without a chat template": DoctorCase(doctor("attacker.path={root}/m"), "no chat template",
+                                                       lambda ws: (shutil.copytree(ws.models["tiny"], ws.root / "m"),
+                                                                   (ws.root / "m/chat_template.jinja").unlink())),
+    "doctor output a dangling link": DoctorCase(doctor("output_dir={root}/gone"), "output folder is a dangling",
+                                                lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    "doctor output a link loop": DoctorCase(doctor("output_dir={root}/loop"), "output folder is a symbolic link loop",
+                                            lambda ws: (ws.root / "loop").symlink_to("loop")),
+    "doctor benchmark csv row too short": DoctorCase(
+        lambda ws: doctor()(ws) + ["--benchmark", f"figstep={ws.root / 'figstep'}"], "2 fields where the header has 6",
+        lambda ws: ws.edit("figstep/data/question/safebench.csv", lambda t: t + "\nx,1\n")),
+    "doctor benchmark without a root": Case(lambda ws: ["doctor", "--benchmark", "figstep"],
+                                            "benchmark 'figstep': expected NAME=ROOT"),
+    # --- sectow prepare-model ---
+    "prepare-model into an existing file": Case(lambda ws: ["prepare-model", "smollm2", "--out", str(ws.data / "benign.jsonl")],
+                                                "benign.jsonl: already exists"),
+    "prepare-model into a dangling link": Case(lambda ws: ["prepare-model", "smollm2", "--out", str(ws.root / "gone")],
+                                               "gone: already exists", lambda ws: (ws.root / "gone").symlink_to("nowhere")),
+    "prepare-model under a file": Case(lambda ws: ["prepare-model", "smollm2", "--out", str(ws.data / "benign.jsonl/m")],
+                                       "benign.jsonl: a file, so"),
+    "prepare-model name over 255 bytes": Case(lambda ws: ["prepare-model", "smollm2", "--out", long_name(ws)],
+                                              "the path has a name of 300 bytes"),
+    "prepare-model of an unknown model": Case(lambda ws: ["prepare-model", "llama"], "argument name: invalid choice: 'llama'"),
+})
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """A case that is not refused fails at once, rather than training or evaluating for minutes."""
+    def reached(*args, **kwargs):
+        raise AssertionError("the input was accepted: the command went on to its work")
+
+    for target in ("sectow.tug_of_war.TugOfWar.run", "sectow.ablate.Ablation.run",
+                   "sectow.evaluation.benchmark_eval.Evaluation.run", "sectow.models.prepare.load_smollm2"):
+        monkeypatch.setattr(target, reached)
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, ws, capsys):
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, ws, capsys, nothing_runs):
     case = CASES[name]
     case.prepare(ws)
     argv = case.argv(ws)
@@ -293,15 +767,37 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, ws, capsys):
     code = main(argv)
     after = snapshot(ws.root)
     out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, (argv, err, out)
-    assert len(lines) == 1 and lines[0].startswith("sectow: error: "), err
-    assert case.needle in lines[0] and "Traceback" not in err
+    assert "Traceback" not in err + out
+    if isinstance(case, DoctorCase):  # the table, with the problem as a FAIL row
+        assert code == 1, (argv, err, out)
+        failed = [line for line in out.splitlines() if "  FAIL  " in line]
+        assert failed and any(case.needle in line for line in failed), out
+    else:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2, (argv, err, out)
+        assert len(lines) == 1 and lines[0].startswith("sectow: error: "), err
+        assert case.needle in lines[0], lines[0]
     assert after == before  # no file changed, nothing new: no run folder, no eval output, no temporary file
 
 
-def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 30
+COMMANDS = ("run", "ablate", "eval", "report", "doctor", "prepare-model")
+
+
+def test_the_corpus_is_large_enough_and_covers_every_command(ws):
+    assert len(CASES) >= 120
+    ws.make_run()
+    commands = {CASES[name].argv(ws)[0] for name in CASES}
+    assert commands == set(COMMANDS)
+    assert sum("--resume" in CASES[name].argv(ws) for name in CASES) >= 30
+
+
+def test_the_made_run_folder_resumes(ws):
+    """The run folder the resume cases break is itself accepted: each case is refused for what it breaks."""
+    folder = ws.make_run()
+    config = load_config(folder / "config.yaml")
+    check_run_inputs(config, output_dir=False)
+    phases = Phases(folder, config)
+    assert phases.record.completed == ["cold_start_defender", "pool_1"]
 
 
 def test_valid_inputs_pass_the_preflight(ws):

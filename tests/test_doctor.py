@@ -36,6 +36,7 @@ def model_folder(path: Path, weights: bool = True) -> Path:
     (path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
     (path / "processor_config.json").write_text(json.dumps({"image_processor": {"patch_size": 14}}))
     (path / "tokenizer.json").write_text("{}")
+    (path / "chat_template.jinja").write_text("{{ messages }}")
     if weights:
         save_file({"w": torch.zeros(256)}, path / "model.safetensors")
     return path
@@ -45,7 +46,7 @@ def test_default_config_passes(tmp_path):
     code, rows = doctor_rows(tmp_path)
     assert code == 0
     assert list(rows) == ["python", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "gpu", "vllm",
-                          "config", "defender model", "attacker model", "disk space", "output dir"]
+                          "config", "data", "defender model", "attacker model", "disk space", "output dir"]
     assert all(status in ("ok", "warn") for status, _ in rows.values())
     assert rows["config"] == ("ok", "defaults + 1 override(s)")
     assert "GiB free at" in rows["disk space"][1]

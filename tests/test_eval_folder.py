@@ -109,8 +109,7 @@ def test_eval_needs_its_settings_or_resume(world, tmp_path, capsys):
 def test_help_lists_the_benchmarks(capsys):
     from sectow.data.benchmarks import BENCHMARKS
 
-    with pytest.raises(SystemExit):
-        main(["eval", "--help"])
+    assert main(["eval", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert ", ".join(BENCHMARKS) in text and "--resume" in text and "--strict" in text
 
@@ -217,8 +216,9 @@ def test_replies_are_on_disk_before_judging_starts(world, tmp_path, monkeypatch,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(benchmark_eval.Evaluation, "score", judging)
-    with pytest.raises(KeyboardInterrupt):
-        main(eval_args(world, out))
+    assert main(eval_args(world, out)) == 130  # Ctrl-C: one line saying how to finish it
+    last = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]  # after the progress bar
+    assert last == f"sectow: interrupted; resume with `sectow eval --resume {out}`"
     assert seen["rows"] == 8 and not [p for p in tmp_path.iterdir() if p.name.startswith(".out-images-")]
 
 
@@ -237,5 +237,5 @@ def test_files_are_owner_only_whatever_the_umask(world, tmp_path, server):
     assert oct(out.stat().st_mode & 0o777) == "0o700"
     files = sorted(out.iterdir())
     assert {p.name for p in files} == {"eval-config.json", "eval.json", "eval.md", "responses.jsonl", "verdicts.jsonl",
-                                       "judge-cache.jsonl"}
+                                       "judge-cache.jsonl", ".sectow.lock"}
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: "0o600" for p in files}

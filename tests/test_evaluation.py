@@ -210,8 +210,8 @@ def test_evaluate_model_end_to_end(setup):
     assert {r["id"]: r["answer"] for r in judged if r["benchmark"] == "mmmu_validation"} == {
         "mmmu_validation/validation_Accounting_1": "B", "mmmu_validation/validation_Accounting_2": "1.06",
         "mmmu_validation/validation_Art_Theory_1": "A"}
-    assert sorted(p.name for p in out.iterdir()) == ["eval-config.json", "eval.json", "eval.md", "responses.jsonl",
-                                                      "verdicts.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".sectow.lock", "eval-config.json", "eval.json", "eval.md",
+                                                      "responses.jsonl", "verdicts.jsonl"]
     assert not [p for p in base.iterdir() if p.name.startswith(".out-images-")]  # the staging folder is gone
 
 

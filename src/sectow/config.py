@@ -6,12 +6,37 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
+                      ValidationError, field_validator, model_validator)
 
 from sectow.errors import UserError
+from sectow.paths import path_problem
+
+
+def _not_a_bool(value):
+    # pydantic reads True as 1.0; a boolean where a number goes is a mistake
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not a boolean")
+    return value
+
+
+def _usable_path(value: Path) -> Path:
+    problem = path_problem(value)
+    if problem:
+        raise ValueError(f"the path {problem}")
+    return value
+
+
+# Every field's type: integers and booleans are strict (`iterations: "3"` or `cold_start: 1` are refused, not
+# read as 3 and true); numbers take any int or float (YAML reads `1e-3` as a string, so strings that parse are
+# accepted) but no boolean; paths are checked for NUL bytes and lengths the operating system refuses.
+Int = StrictInt
+Bool = StrictBool
+Number = Annotated[float, BeforeValidator(_not_a_bool)]
+UserPath = Annotated[Path, AfterValidator(_usable_path)]
 
 
 class Section(BaseModel):
@@ -20,23 +45,23 @@ class Section(BaseModel):
 
 
 class LoraSettings(Section):
-    rank: int = Field(16, gt=0, description="LoRA rank")
-    alpha: int = Field(32, gt=0, description="LoRA alpha")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    rank: Int = Field(16, gt=0, description="LoRA rank")
+    alpha: Int = Field(32, gt=0, description="LoRA alpha")
+    dropout: Number = Field(0.05, ge=0, lt=1, description="LoRA dropout")
     # Only the language model: a bare name like `q_proj` would also hit the vision tower.
     target_modules: str = Field(r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
                                 description="regex of module names that get adapters")
 
 
 class PolicySettings(Section):
-    path: Path | None = Field(None, description="local model folder; null builds the tiny default")
+    path: UserPath | None = Field(None, description="local model folder; null builds the tiny default")
     lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
-    bf16: bool = Field(True, description="bf16 training on GPUs (ignored on CPU)")
-    gradient_checkpointing: bool = Field(False, description="trade compute for memory on big models")
-    max_new_tokens: int = Field(24, gt=0, description="reply length cap when this player generates")
-    hidden_size: int = Field(128, gt=0, description="tiny default only: text hidden size")
-    layers: int = Field(2, gt=0, description="tiny default only: text layers")
-    allow_pickle: bool = Field(False, description="load non-safetensors (pickle) weights; only for checkpoints you trust")
+    bf16: Bool = Field(True, description="bf16 training on GPUs (ignored on CPU)")
+    gradient_checkpointing: Bool = Field(False, description="trade compute for memory on big models")
+    max_new_tokens: Int = Field(24, gt=0, description="reply length cap when this player generates")
+    hidden_size: Int = Field(128, gt=0, description="tiny default only: text hidden size")
+    layers: Int = Field(2, gt=0, description="tiny default only: text layers")
+    allow_pickle: Bool = Field(False, description="load non-safetensors (pickle) weights; only for checkpoints you trust")
 
     @field_validator("hidden_size")
     @classmethod
@@ -48,12 +73,12 @@ class PolicySettings(Section):
 
 
 class DataSettings(Section):
-    harmful_seeds: Path | None = Field(None, description="JSONL of harmful seeds (label harmful); null: built-in")
-    benign: Path | None = Field(None, description="JSONL of benign samples (answer = option letter); null: built-in")
-    held_out_harmful: Path | None = Field(None, description="JSONL of held-out harmful seeds (needed with harmful_seeds)")
-    held_out_benign: Path | None = Field(None, description="JSONL of held-out benign samples (needed with benign)")
-    questions: int = Field(480, gt=0, description="built-in world: colour questions in the train split")
-    image_size: int = Field(56, ge=28, description="built-in world: image side in pixels")
+    harmful_seeds: UserPath | None = Field(None, description="JSONL of harmful seeds (label harmful); null: built-in")
+    benign: UserPath | None = Field(None, description="JSONL of benign samples (answer = option letter); null: built-in")
+    held_out_harmful: UserPath | None = Field(None, description="JSONL of held-out harmful seeds (needed with harmful_seeds)")
+    held_out_benign: UserPath | None = Field(None, description="JSONL of held-out benign samples (needed with benign)")
+    questions: Int = Field(480, gt=0, description="built-in world: colour questions in the train split")
+    image_size: Int = Field(56, ge=28, description="built-in world: image side in pixels")
 
 
 # TrainingArguments fields that sectow sets itself, from its own keys or from how the loop works.
@@ -105,20 +130,20 @@ def _fits(value, kind: type) -> bool:
 
 class SftSettings(TrainerSettings):
     trainer_class: ClassVar[str] = "SFTConfig"
-    steps: int = Field(400, gt=0, description="cold-start SFT steps")
-    learning_rate: float = Field(2e-3, gt=0, description="cold-start learning rate")
-    batch_size: int = Field(16, gt=0, description="per-device batch size")
+    steps: Int = Field(400, gt=0, description="cold-start SFT steps")
+    learning_rate: Number = Field(2e-3, gt=0, description="cold-start learning rate")
+    batch_size: Int = Field(16, gt=0, description="per-device batch size")
 
 
 class GrpoSettings(TrainerSettings):
     trainer_class: ClassVar[str] = "GRPOConfig"
-    steps: int = Field(30, gt=0, description="GRPO steps per phase")
-    learning_rate: float = Field(5e-4, gt=0, description="GRPO learning rate")
-    batch_size: int = Field(16, gt=0, description="completions per device per step (prompts x generations)")
-    num_generations: int = Field(4, ge=2, description="G: completions sampled per prompt")
-    beta: float = Field(0.0, ge=0, description="KL weight to the reference policy (0: no reference model)")
-    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
-    use_vllm: bool = Field(False, description="roll out with vLLM (GPU and vllm installed)")
+    steps: Int = Field(30, gt=0, description="GRPO steps per phase")
+    learning_rate: Number = Field(5e-4, gt=0, description="GRPO learning rate")
+    batch_size: Int = Field(16, gt=0, description="completions per device per step (prompts x generations)")
+    num_generations: Int = Field(4, ge=2, description="G: completions sampled per prompt")
+    beta: Number = Field(0.0, ge=0, description="KL weight to the reference policy (0: no reference model)")
+    temperature: Number = Field(1.0, gt=0, description="rollout sampling temperature")
+    use_vllm: Bool = Field(False, description="roll out with vLLM (GPU and vllm installed)")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in-process or a `trl vllm-serve` server")
 
     @model_validator(mode="after")
@@ -131,24 +156,24 @@ class GrpoSettings(TrainerSettings):
 
 
 class PoolSettings(Section):
-    samples_per_seed: int = Field(2, gt=0, description="attacker samples per training seed each iteration")
-    refine_share: float = Field(0.5, ge=0, le=1, description="share of attacker prompts in refine mode")
-    temperature: float = Field(1.0, gt=0, description="attacker sampling temperature for the pool")
-    use_vllm: bool = Field(False, description="sample the pool with vLLM (GPU and vllm installed; else HF generate)")
+    samples_per_seed: Int = Field(2, gt=0, description="attacker samples per training seed each iteration")
+    refine_share: Number = Field(0.5, ge=0, le=1, description="share of attacker prompts in refine mode")
+    temperature: Number = Field(1.0, gt=0, description="attacker sampling temperature for the pool")
+    use_vllm: Bool = Field(False, description="sample the pool with vLLM (GPU and vllm installed; else HF generate)")
 
 
 class MonitorSettings(Section):
-    enabled_defender: bool = Field(True, description="defender strategy monitoring (ORR bound)")
-    enabled_attacker: bool = Field(True, description="attacker sample quality monitoring")
-    orr_bound: float = Field(0.10, ge=0, le=1, description="over-refusal rate above which the defender phase acts")
+    enabled_defender: Bool = Field(True, description="defender strategy monitoring (ORR bound)")
+    enabled_attacker: Bool = Field(True, description="attacker sample quality monitoring")
+    orr_bound: Number = Field(0.10, ge=0, le=1, description="over-refusal rate above which the defender phase acts")
     orr_action: Literal["rollback", "reweight"] = Field(
         "reweight", description="reweight: train the phase once more with twice the benign data, led by benign "
         "requests in the pool's compositions, then roll back if still past the bound; rollback: keep the last "
         "good defender at once")
-    intent_threshold: float = Field(0.45, ge=-1, le=1, description="min cosine(seed, query) to keep the intent")
-    duplicate_threshold: float = Field(0.98, ge=-1, le=1, description="cosine at or above which a query is a near-duplicate")
-    min_query_chars: int = Field(12, ge=1, description="shorter queries are malformed")
-    max_query_chars: int = Field(400, ge=1, description="longer queries are malformed")
+    intent_threshold: Number = Field(0.45, ge=-1, le=1, description="min cosine(seed, query) to keep the intent")
+    duplicate_threshold: Number = Field(0.98, ge=-1, le=1, description="cosine at or above which a query is a near-duplicate")
+    min_query_chars: Int = Field(12, ge=1, description="shorter queries are malformed")
+    max_query_chars: Int = Field(400, ge=1, description="longer queries are malformed")
 
     @model_validator(mode="after")
     def _ordered_lengths(self):
@@ -158,12 +183,12 @@ class MonitorSettings(Section):
 
 
 class RewardSettings(Section):
-    refusal_on_harmful: float = Field(1.0, description="defender: refusing a harmful or jailbreak sample")
-    correct_answer: float = Field(1.0, description="defender: the right option on a benign question")
-    benign_compliance: float = Field(1.0, description="defender: answering a benign request")
-    benign_refusal: float = Field(-1.0, description="defender: refusing a benign sample (over-refusal)")
-    format_bonus: float = Field(0.1, description="both: reply follows the response template")
-    attack_success: float = Field(1.0, description="attacker: defender complied and the query passed quality")
+    refusal_on_harmful: Number = Field(1.0, description="defender: refusing a harmful or jailbreak sample")
+    correct_answer: Number = Field(1.0, description="defender: the right option on a benign question")
+    benign_compliance: Number = Field(1.0, description="defender: answering a benign request")
+    benign_refusal: Number = Field(-1.0, description="defender: refusing a benign sample (over-refusal)")
+    format_bonus: Number = Field(0.1, description="both: reply follows the response template")
+    attack_success: Number = Field(1.0, description="attacker: defender complied and the query passed quality")
 
 
 COMPOSITE_JUDGES = ("all", "any")
@@ -192,8 +217,8 @@ class JudgeSettings(Section):
 
 
 class EvaluationSettings(Section):
-    batch_size: int = Field(32, gt=0, description="generation batch size")
-    max_new_tokens: int = Field(16, gt=0, description="reply length cap in evaluation")
+    batch_size: Int = Field(32, gt=0, description="generation batch size")
+    max_new_tokens: Int = Field(16, gt=0, description="reply length cap in evaluation")
 
 
 class TrackingSettings(Section):
@@ -236,12 +261,13 @@ class TrackingSettings(Section):
 
 
 class RunConfig(Section):
-    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200,
                       description="run name (letters, digits, . _ -); the folder is <output_dir>/<name>-<time>")
-    output_dir: Path = Field(Path("runs"), description="where run folders go")
-    seed: int = Field(0, ge=0, lt=2 ** 31, description="master seed (each phase derives its own)")
-    iterations: int = Field(3, gt=0, description="K: tug-of-war iterations")
-    cold_start: bool = Field(True, description="run the cold-start SFT of both players")
+    output_dir: UserPath = Field(Path("runs"), description="where run folders go")
+    seed: Int = Field(0, ge=0, lt=2 ** 31, description="master seed (each phase derives its own)")
+    iterations: Int = Field(3, gt=0,
+                            description="K: tug-of-war iterations (the one key a resumed run may change, upwards)")
+    cold_start: Bool = Field(True, description="run the cold-start SFT of both players")
     defender: PolicySettings = PolicySettings()
     attacker: PolicySettings = PolicySettings(max_new_tokens=80)
     data: DataSettings = DataSettings()
@@ -277,6 +303,10 @@ def merged_into(base: dict, changes: dict) -> dict:
     return out
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def parse_config(raw: dict, source: str = "config") -> RunConfig:
     """Validate a (partial) config against the full defaults. Without the merge, a section named in YAML
     or `--set` would be rebuilt from its class defaults, dropping RunConfig's own (defender_grpo.beta...)."""
@@ -292,8 +322,39 @@ def parse_config(raw: dict, source: str = "config") -> RunConfig:
             raise UserError(f"{source}: unknown key {key!r}{hint}") from None
         message = first["msg"].removeprefix("Value error, ")
         # A check's own message already names the value.
-        got = "" if first["type"] == "value_error" else f" (got {first.get('input')!r})"
+        got = "" if first["type"] == "value_error" else f" (got {_short(repr(first.get('input')))})"
         raise UserError(f"{source}: {key}: {message}{got}") from None
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, mark):
+        self.key, self.problem_mark = key, mark
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's loader, refusing a key given twice in one mapping: YAML keeps the last one silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, where: str, numbered: bool = True):
+    """YAML text as Python values (safe_load, duplicate keys refused); errors name `where` (and the line, when
+    `numbered`)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{where}:{mark.line + 1}" if mark is not None and numbered else where
+        if isinstance(err, _DuplicateKey):
+            raise UserError(f"{where}: key {err.key!r} is given twice") from None
+        raise UserError(f"{where}: YAML syntax error ({getattr(err, 'problem', None) or err})") from None
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -302,28 +363,66 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:
     source = "--set" if overrides else "defaults"
     if path is not None:
         source = str(path)
+        problem = path_problem(path)
+        if problem:
+            raise UserError(f"config file: the path {problem}")
         if not path.is_file():
-            raise UserError(f"{path}: no such config file")
+            raise UserError(f"{path}: no such config file" if not path.exists() else f"{path}: not a file")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise UserError(f"{where}: YAML syntax error ({getattr(err, 'problem', err)})") from None
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except OSError as err:
+            raise UserError(f"{path}: unreadable ({err.strerror})") from None
+        raw = read_yaml(text, str(path))
+        if raw is None:  # an empty file (or only comments): the defaults
+            raw = {}
         if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping of config keys at the top level")
+            raise UserError(f"{path}: expected a mapping of config keys at the top level, got "
+                            f"{type(raw).__name__} {raw!r:.40}")
     for override in overrides:
         key, sep, value = override.partition("=")
+        parts = key.split(".")
         if not sep:
             raise UserError(f"override {override!r}: expected key=value, e.g. iterations=2")
+        if not all(part.strip() for part in parts):
+            raise UserError(f"override {override!r}: {key!r} is not a key (dotted names, e.g. defender.path)")
         node = raw
-        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"override {override!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = read_yaml(value, f"override {override!r}", numbered=False)
     return parse_config(raw, source)
+
+
+# Keys a resumed run may change in its config.yaml. `iterations` may grow: the run goes on to the new K and
+# renders its report again. Where runs go and their name do not change what a run computes.
+EXTENDABLE = ("iterations",)
+NOT_COMPARED = ("name", "output_dir")
+
+
+def flat_config(raw: dict, prefix: str = "") -> dict:
+    """A config as {dotted key: value}; list items (judge parts) stay whole values."""
+    out = {}
+    for key, value in raw.items():
+        out.update(flat_config(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value})
+    return out
+
+
+def resume_change(recorded: dict, config: RunConfig) -> str | None:
+    """Why `config` cannot continue a run whose completed phases ran under `recorded` (a model_dump(mode="json")),
+    or None: only `iterations` may change, and only upwards."""
+    before, now = flat_config(recorded), flat_config(config.model_dump(mode="json"))
+    for key in sorted(set(before) | set(now)):
+        if key in NOT_COMPARED or before.get(key) == now.get(key):
+            continue
+        if key == "iterations" and isinstance(before.get(key), int) and now[key] > before[key]:
+            continue
+        was, new = before.get(key, "<unset>"), now.get(key, "<unset>")
+        extra = "; iterations may only grow" if key == "iterations" else ""
+        return f"{key!r} changed since the run began ({was!r} -> {new!r}){extra}"
+    return None
 
 
 def config_to_yaml(config: RunConfig) -> str:

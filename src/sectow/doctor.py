@@ -16,7 +16,7 @@ from typing import TextIO
 from sectow import paths, preflight
 from sectow.config import PolicySettings, RunConfig, load_config
 from sectow.errors import UserError
-from sectow.models.folder import GIB, check_model_folder
+from sectow.models.folder import GIB
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 Check = tuple[str, str, str]
@@ -107,10 +107,20 @@ def check_model(role: str, settings: PolicySettings) -> Check:
     if settings.path is None:
         return name, OK, "tiny default, built at run time"
     try:
-        return name, OK, f"{settings.path}: " + check_model_folder(settings.path, settings.allow_pickle,
-                                                                   flag=f"{role}.allow_pickle")
+        return name, OK, f"{settings.path}: {preflight.check_player(role, settings)}"
     except UserError as err:
         return name, FAIL, str(err)
+
+
+def check_data(config: RunConfig) -> Check:
+    """The config's data files, every row and image read as `sectow run` reads them."""
+    try:
+        counts = preflight.check_data(config)
+    except UserError as err:
+        return "data", FAIL, str(err)
+    if not counts:
+        return "data", OK, "the built-in miniature world"
+    return "data", OK, ", ".join(f"{key}: {n} samples" for key, n in counts.items())
 
 
 def check_benchmark(name: str, root: Path) -> Check:
@@ -188,7 +198,7 @@ def run_doctor(config_path: Path | None, overrides: list[str], benchmarks: dict[
     config_row, config = check_config(config_path, overrides)
     rows = [check_python(), *check_packages(), check_gpu(config), check_vllm(config), config_row]
     if config is not None:  # the rest of the config's checks need a valid config; its FAIL row says why
-        rows += [check_model("defender", config.defender), check_model("attacker", config.attacker)]
+        rows += [check_data(config), check_model("defender", config.defender), check_model("attacker", config.attacker)]
     rows += [check_benchmark(name, Path(root)) for name, root in (benchmarks or {}).items()]
     if judge_url:
         rows.append(check_judge(judge_url))

@@ -5,7 +5,7 @@ images, and says why every other attempt went.
 
 Each iteration's records go to pool/iteration-K.jsonl, written whole and renamed into place, so a
 killed pool phase leaves nothing behind; jailbreak_pool.jsonl is their concatenation. Every record
-carries a content hash."""
+carries a hash of its content, checked (with its image) before a resumed run trusts the file."""
 
 from __future__ import annotations
 
@@ -17,15 +17,60 @@ from pathlib import Path
 
 from sectow.atomic import write_atomic
 from sectow.data.schema import Sample, save_image
+from sectow.errors import UserError
 from sectow.faults import crash_point
 from sectow.game import Attempt
 from sectow.rewards import Outcome
 
 
+IDENTITY = ("seed_id", "iteration", "mode", "form", "query", "attacker_output")  # the same attack, twice
+# The fields the loop reads back (the hash covers the rest): name -> the types it may have.
+RECORD_FIELDS = {"hash": str, "image": str, "iteration": int, "query": str, "seed_id": str,
+                 "intent": (str, type(None)), "category": (str, type(None)), "form": (str, type(None))}
+
+
 def record_hash(record: dict) -> str:
-    content = json.dumps({k: record[k] for k in ("seed_id", "iteration", "mode", "form", "query", "attacker_output")},
-                         sort_keys=True)
+    """A digest of every field of a record but the hash itself and the image name (which is made from it)."""
+    content = json.dumps({k: v for k, v in record.items() if k not in ("hash", "image")}, sort_keys=True)
     return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def identity(record: dict) -> str:
+    return json.dumps([record[k] for k in IDENTITY])
+
+
+def check_pool_file(path: Path) -> int:
+    """Raise a UserError naming `path` and the line of the first record that is not whole: not JSON (a line
+    cut short), a field missing or of the wrong type, a hash that does not match its content, or an image
+    that is missing or damaged. Returns the number of records."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: unreadable pool file ({err})") from None
+    for number, line in enumerate(lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: not a whole JSON record ({err.msg}); the pool file is damaged") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: not a pool record (a JSON object)")
+        for name, kind in RECORD_FIELDS.items():
+            if not isinstance(record.get(name), kind) or (kind is int and isinstance(record[name], bool)):
+                raise UserError(f"{where}: pool record field {name!r} is missing or of the wrong type")
+        if record_hash(record) != record["hash"]:
+            raise UserError(f"{where}: pool record {record['hash']} does not match its hash: it was changed")
+        image = path.parent / record["image"]
+        if record["image"] != f"images/{record['hash']}.png" or not image.is_file():
+            raise UserError(f"{where}: the image of pool record {record['hash']} ({image}) is missing")
+        try:
+            with Image.open(image) as opened:
+                opened.verify()  # checksums and structure, without decoding the pixels
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+            raise UserError(f"{image}: damaged image of pool record {record['hash']} ({err})") from None
+    return len(lines)
 
 
 def pool_record(attempt: Attempt, iteration: int) -> dict:
@@ -67,10 +112,10 @@ class JailbreakPool:
             outcome = attempt.outcome
             if outcome is Outcome.SUCCESS:
                 record = pool_record(attempt, iteration)
-                if record["hash"] in kept:
+                if identity(record) in kept:
                     outcome = Outcome.DUPLICATE
                 else:
-                    kept.add(record["hash"])
+                    kept.add(identity(record))
                     record["image"] = f"images/{record['hash']}.png"
                     save_image(attempt.image, self.folder / record["image"])
                     crash_point("pool_image_saved")
@@ -80,16 +125,18 @@ class JailbreakPool:
         crash_point("pool_written")
         return admission
 
+    def iteration_files(self) -> list[Path]:
+        found = [(p, p.stem.split("-", 1)[1]) for p in self.folder.glob("iteration-*.jsonl")]
+        return [p for p, k in sorted(found, key=lambda pair: int(pair[1])) if k.isdigit()]
+
     def _write_iteration(self, iteration: int, records: list[dict]) -> None:
         write_atomic(self.iteration_file(iteration), "".join(json.dumps(r) + "\n" for r in records))
-        files = sorted(self.folder.glob("iteration-*.jsonl"), key=lambda p: int(p.stem.split("-")[1]))
-        write_atomic(self.folder / "jailbreak_pool.jsonl", "".join(f.read_text() for f in files))
+        # The whole pool in one file, for people; the loop reads the iteration files it was made from.
+        write_atomic(self.folder / "jailbreak_pool.jsonl", "".join(f.read_text() for f in self.iteration_files()))
 
     def records(self, up_to_iteration: int | None = None) -> list[dict]:
-        path = self.folder / "jailbreak_pool.jsonl"
-        if not path.is_file():
-            return []
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for path in self.iteration_files() for line in path.read_text().splitlines()
+                if line.strip()]
         return [r for r in rows if up_to_iteration is None or r["iteration"] <= up_to_iteration]
 
     def samples(self) -> list[Sample]:

@@ -6,28 +6,50 @@ from __future__ import annotations
 
 import os
 
-from sectow.config import RunConfig
+from sectow.config import PolicySettings, RunConfig
 from sectow.data.schema import load_image, read_samples
 from sectow.errors import UserError
 from sectow.judges import check_judge
-from sectow.models.folder import check_model_folder
+from sectow.models.folder import ModelKind, check_chat_template, check_model_folder, folder_kind
 from sectow.paths import check_output_dir
+
+# Whether the loop can train a text-only causal LM as a player. Not yet: its cold-start and GRPO rows carry
+# images, which TRL refuses for a causal LM, minutes in and after the run folder exists. Set it to True when
+# training/ gives text-only players rows without images (sectow eval already takes such folders).
+TEXT_ONLY_PLAYERS = False
 
 # The four files of the user's own data and the label every row of each must carry.
 DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benign": "benign",
                "held_out_benign": "benign"}
 
 
-def check_run_inputs(config: RunConfig) -> None:
-    """Raise a UserError for the first problem in the launch, data, model folders or output folder of `config`."""
+def check_run_inputs(config: RunConfig, output_dir: bool = True) -> None:
+    """Raise a UserError for the first problem in the launch, data, model folders or (unless `output_dir` is
+    False, as on a resume) output folder of `config`."""
     check_launch()
     check_judge(config.judge)
     check_data(config)
+    check_players(config)
+    if output_dir:
+        check_output_dir(config.output_dir)
+
+
+def check_players(config: RunConfig) -> None:
     for role in ("defender", "attacker"):
         settings = getattr(config, role)
         if settings.path is not None:
-            check_model_folder(settings.path, settings.allow_pickle, flag=f"{role}.allow_pickle")
-    check_output_dir(config.output_dir)
+            check_player(role, settings)
+
+
+def check_player(role: str, settings: PolicySettings) -> str:
+    """A player's model folder, as `load_policy` will open it, with the chat template every prompt needs, and
+    of a kind the loop trains; returns its one-line description."""
+    described = check_model_folder(settings.path, settings.allow_pickle, flag=f"{role}.allow_pickle")
+    check_chat_template(settings.path)
+    if not TEXT_ONLY_PLAYERS and folder_kind(settings.path) is ModelKind.CAUSAL_LM:
+        raise UserError(f"{settings.path}: a text-only causal LM; sectow run trains vision-language players only for "
+                        f"now ({role}.path): use an image-text-to-text model, e.g. sectow prepare-model smollm2 --vision")
+    return described
 
 
 def check_launch() -> None:
@@ -38,19 +60,30 @@ def check_launch() -> None:
                         "gather yet; use configs/accelerate/deepspeed_zero2.yaml or multi_gpu.yaml")
 
 
-def check_data(config: RunConfig) -> None:
-    """Every row of the user's data files, and every image they name, opened as the run will open it."""
+def check_data(config: RunConfig) -> dict[str, int]:
+    """Every row of the user's data files, and every image they name, opened as the run will open it; no id
+    in two files (a held-out sample that is also trained on would make the held-out figures a lie). Returns
+    the number of samples per file."""
     paths = {key: getattr(config.data, key) for key in DATA_LABELS}
     if all(path is None for path in paths.values()):
-        return  # the built-in world
+        return {}  # the built-in world
     missing = [key for key, path in paths.items() if path is None]
     if missing:
         raise UserError(f"config: data.{missing[0]} is required when bringing your own data")
     opened: set[str] = set()
+    ids: dict[str, str] = {}  # sample id -> the data key of the file it first appeared in
+    counts = {}
     for key, path in paths.items():
         samples = read_samples(path)
         if not samples:
             raise UserError(f"{path}: no samples (data.{key})")
+        shared = sorted(s.id for s in samples if s.id in ids)
+        if shared:
+            other = ids[shared[0]]
+            raise UserError(f"{path}: {len(shared)} sample id(s) also in data.{other} ({paths[other]}): "
+                            f"{', '.join(map(repr, shared[:5]))}{', ...' if len(shared) > 5 else ''}; ids must be "
+                            "unique across the four data files (a held-out sample must not be trained on)")
+        ids.update((s.id, key) for s in samples)
         for sample in samples:
             if sample.label != DATA_LABELS[key]:
                 raise UserError(f"{path}: sample {sample.id!r} is labelled {sample.label!r}, but data.{key} "
@@ -58,3 +91,5 @@ def check_data(config: RunConfig) -> None:
             if sample.image is not None and sample.image not in opened:
                 load_image(sample.image)
                 opened.add(sample.image)
+        counts[key] = len(samples)
+    return counts

@@ -52,7 +52,7 @@ class Players:
 class TugOfWar:
     def __init__(self, config: RunConfig, folder: Path):
         self.config, self.folder = config, folder
-        self.phases = Phases(folder)
+        self.phases = Phases(folder, config)
         self.judge = build_judge(config.judge)
         self.checkpoints = folder / "checkpoints"
         self.checkpoints.mkdir(exist_ok=True, mode=0o700)
@@ -77,7 +77,8 @@ class TugOfWar:
             self.pool_phase(k, players, world)
             players.defender = self.defender_phase(k, players, world)
             self.evaluate(f"iteration_{k}", players.defender, world)
-        self.phases.run("report", self.report, everywhere=False)
+        # Keyed by K: a resumed run whose `iterations` grew renders its report again.
+        self.phases.run("report", self.report, everywhere=False, key=self.config.iterations)
         tracking.finish()
         return json.loads((self.folder / "summary.json").read_text())
 

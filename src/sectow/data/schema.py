@@ -10,6 +10,7 @@ file's folder. Only id, query and label are required.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from PIL import Image
 
 from sectow.atomic import replacing
 from sectow.errors import UserError
+from sectow.paths import missing
 
 Label = Literal["harmful", "benign"]
 LABELS = ("harmful", "benign")
@@ -90,39 +92,79 @@ def save_image(image: Image.Image, path: Path, image_format: str = "PNG") -> str
 
 
 def resolve_inside(root: Path, relative: str, where: str) -> Path:
-    """Join `relative` onto `root`, refusing paths that escape it (../, absolute, symlinks out)."""
-    root = root.resolve()
-    candidate = (root / relative).resolve()
+    """Join `relative` onto `root`, refusing paths that escape it (../, absolute, symlinks out), that hold a
+    NUL byte, or that run into a symbolic link loop."""
+    if "\0" in relative:
+        raise UserError(f"{where}: image path {relative!r} contains a NUL byte")
+    try:
+        root = root.resolve()
+        candidate = (root / relative).resolve()
+    except (RuntimeError, OSError) as err:  # RuntimeError: a symlink loop, before Python 3.13
+        raise UserError(f"{where}: image path {relative!r} cannot be followed ({err})") from None
     if Path(relative).is_absolute() or not candidate.is_relative_to(root):
         raise UserError(f"{where}: image path {relative!r} leaves the dataset folder {root}")
     return candidate
 
 
 def read_samples(path: str | Path) -> list[Sample]:
-    """Read a JSONL file of samples; every problem names file:line."""
+    """Read a JSONL file of samples; every problem names file:line. Ids are unique within the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such data file")
+        raise UserError(missing(path, "data file") if not path.exists() else f"{path}: not a file")
     samples: list[Sample] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{path}: unreadable ({err.strerror})") from None
+    first_line: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: bad JSON ({err.msg})") from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise UserError(f"{where}: bad JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a JSON object")
-        samples.append(sample_from_row(row, path.parent, where))
+        sample = sample_from_row(row, path.parent, where)
+        if sample.id in first_line:
+            raise UserError(f"{where}: sample id {sample.id!r} is used again (first on line {first_line[sample.id]}); "
+                            "ids must be unique")
+        first_line[sample.id] = number
+        samples.append(sample)
     return samples
 
 
+# The type each optional field must have (None is allowed for all of them), and what it means for the message.
+OPTIONAL_FIELDS = {"image": (str, "a path string"), "answer": (str, "an option letter"),
+                   "category": (str, "a string"), "intent": (str, "a string"), "form": (str, "a string"),
+                   "seed_id": (str, "a string"), "extra": (dict, "a JSON object")}
+OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[).:]\s", re.MULTILINE)  # "(A) red", "A. red", "A) red", "A: red"
+MAX_ID_CHARS = 200  # ids name files (a held-out jailbreak's image is <id>-<form>.png)
+
+
+def _unencodable(value) -> str | None:
+    """The first text inside `value` that UTF-8 cannot encode (a lone surrogate from a \\ud800 escape)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _unencodable(key) if isinstance(key, str) else None
+        found = found or _unencodable(item)
+        if found is not None:
+            return found
+    return None
+
+
 def sample_from_row(row: dict, root: Path, where: str) -> Sample:
+    """A Sample from a JSONL row, every field checked for its type and meaning; `where` is file:line."""
     known = {f for f in Sample.__dataclass_fields__}
     unknown = sorted(set(row) - known)
     if unknown:
@@ -130,17 +172,36 @@ def sample_from_row(row: dict, root: Path, where: str) -> Sample:
     for required in ("id", "query", "label"):
         if not isinstance(row.get(required), str) or not row[required]:
             raise UserError(f"{where}: field {required!r} is missing or not a non-empty string")
+    for name, (kind, what) in OPTIONAL_FIELDS.items():
+        if row.get(name) is not None and not isinstance(row[name], kind):
+            raise UserError(f"{where}: field {name!r} must be {what} or null, got {row[name]!r:.40}")
+    text = _unencodable(row)
+    if text is not None:
+        raise UserError(f"{where}: text {text!r:.40} cannot be written as UTF-8 (a lone surrogate escape?)")
     if row["label"] not in LABELS:
         raise UserError(f"{where}: label {row['label']!r} must be one of {', '.join(LABELS)}")
+    sample_id = row["id"]
+    if len(sample_id) > MAX_ID_CHARS or any(c in sample_id for c in "/\\\0") or sample_id.startswith("."):
+        raise UserError(f"{where}: id {sample_id!r:.60} must be at most {MAX_ID_CHARS} characters, without / \\ "
+                        "or NUL, and not start with a dot (ids name image files)")
+    if row.get("form") == "":
+        raise UserError(f"{where}: field 'form' must not be empty (plain, or a jailbreak form)")
+    answer = row.get("answer")
+    if answer is not None:
+        if row["label"] != "benign":
+            raise UserError(f"{where}: field 'answer' is for benign multiple-choice questions, not {row['label']} samples")
+        options = OPTION_LINE.findall(row["query"])
+        if len(answer) != 1 or not "A" <= answer <= "Z":
+            raise UserError(f"{where}: answer {answer!r} must be one option letter (A-Z)")
+        if options and answer not in options:
+            raise UserError(f"{where}: answer {answer!r} is not among the options the query lists ({', '.join(options)})")
     image = row.get("image")
     if image is not None:
-        if not isinstance(image, str):
-            raise UserError(f"{where}: field 'image' must be a path string or null")
         image_path = resolve_inside(root, image, where)
         if not image_path.is_file():
             raise UserError(f"{where}: image {image!r} not found under {root}")
         row = {**row, "image": str(image_path)}
-    return Sample(**row)
+    return Sample(**{key: value for key, value in row.items() if value is not None})
 
 
 def write_samples(path: Path, samples: list[Sample]) -> None:

@@ -35,11 +35,11 @@ from sectow.judges import JUDGES, build_judge
 from sectow.judges.base import Judge, Verdict
 from sectow.judges.native import all_prompt_versions
 from sectow.models import generation, vllm_generation
-from sectow.models.folder import check_model_folder
+from sectow.models.folder import check_chat_template, check_model_folder
 from sectow.models.policy import load_policy
 from sectow.models.processor import load_processor
 from sectow.models.vllm_generation import generation_engine
-from sectow.paths import nearest_existing
+from sectow.paths import lock_folder, nearest_existing
 
 log = logging.getLogger(__name__)
 INTERVALS = "wilson-95"
@@ -147,6 +147,13 @@ class EvalSettings:
 # ---------------------------------------------------------------- the evaluation
 
 
+def check_generator(model: Path) -> None:
+    """The model folder replies are generated with: loadable, and with the chat template prompts go through."""
+    check_model_folder(model)
+    check_chat_template(model)
+
+
+
 class Evaluation:
     """A prepared evaluation: settings checked, judge built, benchmarks loaded, the output folder judged
     usable, the model folder checked when replies are still to be generated. Nothing has been written
@@ -156,9 +163,11 @@ class Evaluation:
         settings.check()
         self.settings, self.out_dir, self.resume, self.overwrite = settings, Path(out_dir), resume, overwrite
         eval_folder.check_output(self.out_dir, resume, overwrite)
+        if self.out_dir.is_dir() and (resume or overwrite):
+            lock_folder(self.out_dir)  # one process at a time on an evaluation folder
         self.judge = build_judge(JudgeSettings(kind=settings.judge, options=self.judge_options()))
         if not resume:  # before every image is decoded; a resume may need no model at all
-            check_model_folder(Path(settings.model))
+            check_generator(Path(settings.model))
         self.staging: tempfile.TemporaryDirectory | None = None
         try:
             self.data = {name: self.load(name, Path(root)) for name, root in settings.benchmarks.items()}
@@ -167,7 +176,7 @@ class Evaluation:
             self.missing = [(name, s) for name, bench in self.data.items() for s in bench.samples
                             if (name, s.id) not in self.earlier]
             if resume and self.missing:
-                check_model_folder(Path(settings.model))
+                check_generator(Path(settings.model))
         except BaseException:
             self.close()
             raise
@@ -215,6 +224,7 @@ class Evaluation:
         """Generate what is missing, judge, score, and write eval.json, eval.md and verdicts.jsonl."""
         try:
             eval_folder.make_output(self.out_dir, self.overwrite)
+            lock_folder(self.out_dir)
             eval_folder.write_json(self.out_dir / eval_folder.CONFIG, self.settings.to_json())
             engine, generated = self.generate() if self.missing else ("none (all replies on file)", {})
             replies = {**self.earlier, **generated}

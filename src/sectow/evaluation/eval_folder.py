@@ -31,9 +31,9 @@ def check_output(out_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other: --resume keeps the responses, --overwrite "
                         "deletes them")
+    check_output_dir(out_dir)  # first: a name the system refuses, or a broken link, is one line here
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: output folder is an existing file")
-    check_output_dir(out_dir)
     has_files = out_dir.is_dir() and any(out_dir.iterdir())
     is_eval = (out_dir / CONFIG).is_file()
     if resume:

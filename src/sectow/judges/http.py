@@ -98,7 +98,9 @@ class ChatServer:
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise UserError(self._redact(f"{self.who}: {url} sent a malformed reply ({err}): "
                                          f"{raw[:200].decode(errors='replace')!r}")) from None
-        return content
+        # A server may echo the request, Authorization header included: the reply goes to the verdict cache
+        # and into error messages, and the key must reach neither.
+        return self._redact(content)
 
     def _redact(self, message: str) -> str:
         api_key = os.environ.get(self.api_key_env)

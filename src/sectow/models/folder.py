@@ -16,19 +16,46 @@ SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
+# Bytes per element of each safetensors dtype (the format's own list).
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
+
+
 def safetensors_bytes(file: Path) -> int:
     """Tensor bytes a safetensors file declares, from its header alone; raises ValueError for a file that
-    is not safetensors or is shorter than its header says (a cut-off download)."""
+    is not safetensors, is shorter than its header says (a cut-off download), or whose tensors do not fit
+    the bytes the header gives them (dtype size x shape must be each tensor's span, spans back to back)."""
     with file.open("rb") as handle:
         head = handle.read(8)
         size = int.from_bytes(head, "little")
         if len(head) < 8 or size > 100 * 1024 ** 2:
             raise ValueError("no safetensors header")
         header = json.loads(handle.read(size))
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    if file.stat().st_size < 8 + size + end:
-        raise ValueError(f"truncated: {file.stat().st_size} bytes, the header needs {8 + size + end}")
-    return end
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_BYTES or not all(isinstance(n, int) and n >= 0 for n in shape) \
+                or not isinstance(begin, int) or not isinstance(end, int):
+            raise ValueError(f"tensor {name!r}: unreadable dtype, shape or offsets")
+        elements = 1
+        for n in shape:
+            elements *= n
+        if end - begin != elements * DTYPE_BYTES[dtype]:
+            raise ValueError(f"tensor {name!r} is {dtype} {shape}, {elements * DTYPE_BYTES[dtype]} bytes, but the "
+                             f"header gives it {end - begin}")
+        spans.append((begin, end))
+    position = 0
+    for begin, end in sorted(spans):
+        if begin != position:
+            raise ValueError(f"tensor bytes overlap or leave a gap at byte {begin}")
+        position = end
+    if file.stat().st_size < 8 + size + position:
+        raise ValueError(f"truncated: {file.stat().st_size} bytes, the header needs {8 + size + position}")
+    return position
 
 
 def weight_files(folder: Path, names: tuple[str, str]) -> list[Path]:
@@ -112,3 +139,22 @@ def check_model_folder(folder: Path, allow_pickle: bool = False, flag: str | Non
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError(f"{folder}: no tokenizer (tokenizer.json or tokenizer_config.json)")
     return f"{model_type} ({kind.value}), {len(shards)} {weights} file(s), {total / GIB:.1f} GiB"
+
+
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+def check_chat_template(folder: Path) -> None:
+    """Raise a UserError when a model folder has no chat template: sectow prompts every player as a chat
+    (`apply_chat_template`), so such a folder would fail at its first prompt, after the run folder exists."""
+    if any((folder / name).is_file() for name in CHAT_TEMPLATE_FILES):
+        return
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        try:
+            settings = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(settings, dict) and settings.get("chat_template"):
+            return
+    raise UserError(f"{folder}: no chat template ({' or '.join(CHAT_TEMPLATE_FILES)}, or a chat_template in "
+                    "tokenizer_config.json); sectow prompts its players as chats: use an instruct model's folder")

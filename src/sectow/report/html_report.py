@@ -102,30 +102,59 @@ def _values(value):
 
 # ---- reading the run folder ------------------------------------------------------------------------
 def _read_json_lines(path: Path) -> list[dict]:
+    """The rows of a JSONL file; a last line cut short (a run killed mid-append) is left out."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = _read_text(path)
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
-                raise UserError(f"{path}: line {number} is not valid JSON") from None
+                if number == len(lines) and not text.endswith("\n"):
+                    continue
+                raise UserError(f"{path}:{number}: not valid JSON") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: expected a JSON object")
+            rows.append(row)
     return rows
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: unreadable ({err})") from None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
 def load_run(run_dir: Path) -> Run:
     for required in ("summary.json", "metrics.jsonl"):
         if not (run_dir / required).is_file():
             raise UserError(f"{run_dir / required}: missing; is {run_dir} a sectow run folder?")
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise UserError(f"{run_dir / 'summary.json'}: not valid JSON") from None
+    summary = _read_json(run_dir / "summary.json")
+    if not (isinstance(summary, dict) and isinstance(summary.get("cold_start"), dict)
+            and isinstance(summary.get("iterations"), list) and all(isinstance(i, dict) for i in summary["iterations"])):
+        raise UserError(f"{run_dir / 'summary.json'}: not a run summary (expected cold_start and a list of iterations)")
     pool_file = run_dir / "pool" / "jailbreak_pool.jsonl"
     config_file = run_dir / "config.yaml"
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else None
-    return Run(name=run_dir.resolve().name, summary=summary, metrics=_read_json_lines(run_dir / "metrics.jsonl"),
+    try:
+        config = yaml.safe_load(_read_text(config_file)) if config_file.is_file() else None
+    except yaml.YAMLError:
+        config = None  # only the configured iteration count is read from it, for a note
+    metrics = _read_json_lines(run_dir / "metrics.jsonl")
+    if not all(isinstance(m.get("phase"), str) for m in metrics):
+        raise UserError(f"{run_dir / 'metrics.jsonl'}: a line without a phase name")
+    return Run(name=run_dir.resolve().name, summary=summary, metrics=metrics,
                pool=_read_json_lines(pool_file) if pool_file.is_file() else [], pool_dir=run_dir / "pool",
-               configured_iterations=config.get("iterations") if isinstance(config, dict) else None)
+               configured_iterations=config.get("iterations") if isinstance(config, dict)
+               and isinstance(config.get("iterations"), int) else None)
 
 
 # ---- measures --------------------------------------------------------------------------------------
@@ -530,7 +559,10 @@ def write_report(run_dir: Path) -> tuple[Path, Path]:
     comparison = run_dir / "comparison.json"
     if comparison.is_file():
         run = load_run(run_dir / "sectow")
-        table = Section("SecTOW, baselines and ablations", [ABLATION_NOTE, ablation_table(json.loads(comparison.read_text()))])
+        rows = _read_json(comparison)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise UserError(f"{comparison}: not a comparison table (a JSON list of rows)")
+        table = Section("SecTOW, baselines and ablations", [ABLATION_NOTE, ablation_table(rows)])
         sections, title = [table] + build_sections(run), f"sectow ablation report: {run_dir.resolve().name}"
     else:
         run = load_run(run_dir)

@@ -10,7 +10,7 @@ from trl import SFTConfig, SFTTrainer
 
 from sectow.config import PolicySettings, SftSettings
 from sectow.models.policy import load_policy, merged, with_lora
-from sectow.training.common import LoopCallback, trainer_kwargs
+from sectow.training.common import LoopCallback, train, trainer_kwargs
 
 
 def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, settings: SftSettings, *, seed: int,
@@ -20,7 +20,7 @@ def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, se
                        completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor,
                          callbacks=[LoopCallback()])
-    trainer.train()
+    train(trainer)
 
 
 def cold_start(source: Path, policy: PolicySettings, rows: list[dict], settings: SftSettings, output_dir: Path,

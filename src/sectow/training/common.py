@@ -1,14 +1,23 @@
 """Settings shared by every trainer (CPU vs GPU precision, seeds, no hub, quiet logging, the config's
-`trl` passthrough) and the callback every trainer runs (crash points, step timing)."""
+`trl` passthrough), the callback every trainer runs (crash points, step timing), and `train`, which runs a
+trainer with its log dictionaries sent to a log file rather than the terminal."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import torch
-from transformers import TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
 from sectow import timing, tracking
 from sectow.config import TrainerSettings
 from sectow.faults import crash_point
+
+# TRL's loss and reward dictionaries, one JSON line each: the run folder's train.log (run_folder.trainer_log),
+# never the terminal.
+trainer_log = logging.getLogger("sectow.trainer")
+trainer_log.propagate = False
 
 
 def trainer_kwargs(output_dir: str, seed: int, settings: TrainerSettings, bf16: bool) -> dict:
@@ -43,3 +52,19 @@ class LoopCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         timing.end("trainer")
         crash_point("train_step")
+
+
+class ProgressToLog(ProgressCallback):
+    """transformers' progress bar, with the dictionaries it would print under the bar sent to `trainer_log`."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            trainer_log.info(json.dumps({"step": state.global_step, **logs}, default=str))
+
+
+def train(trainer) -> None:
+    """`trainer.train()`, its log dictionaries in `trainer_log` instead of printed (a progress bar stays)."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(ProgressToLog())
+    trainer.train()

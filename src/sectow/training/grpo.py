@@ -11,7 +11,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from sectow.config import GrpoSettings
 from sectow.models.vllm_generation import generation_engine
-from sectow.training.common import LoopCallback, trainer_kwargs
+from sectow.training.common import LoopCallback, train, trainer_kwargs
 
 # A colocated vLLM engine sizes its KV cache for the model's whole context (128k tokens for Qwen2.5-VL),
 # which does not fit in the 0.3 of a GPU that TRL gives it beside a 7B model; 8192 tokens hold a prompt
@@ -46,5 +46,5 @@ def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows),
                           processing_class=processor, callbacks=[LoopCallback(), *(callbacks or [])])
-    trainer.train()
+    train(trainer)
     return engine

@@ -153,7 +153,16 @@ def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
             check_columns(reader.fieldnames or [], required, path)
-            return list(reader)
+            rows = []
+            for row in reader:
+                if None in row.values() or None in row:  # DictReader's filling for a short or a long row
+                    given = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                    raise UserError(f"{path}:{reader.line_num}: {given} fields where the header has "
+                                    f"{len(reader.fieldnames)}")
+                rows.append(row)
+            return rows
+    except OSError as err:
+        raise UserError(f"{path}: unreadable ({err.strerror})") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except csv.Error as err:
