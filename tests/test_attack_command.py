@@ -273,7 +273,7 @@ def bad_cases(run: Path, url: str, tmp: Path) -> dict[str, tuple[list[str], str]
         "output not empty": (base + ["--out", str(full)], "not empty"),
         "no self-instruct attacker": (["attack", "--attacker", str(loose), *base[3:], "--out", str(tmp / "o"),
                                        "--baselines"], "--self-instruct-attacker"),
-        "resume a run folder": (["attack", "--resume", str(run)], "not a attack folder"),
+        "resume a run folder": (["attack", "--resume", str(run)], "not an attack folder"),
         "resume nothing": (["attack", "--resume"], "name the attack folder"),
     }
 
