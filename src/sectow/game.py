@@ -23,9 +23,9 @@ from sectow.judges.base import Judge, Verdict
 from sectow.models import vllm_generation
 from sectow.models.generation import generate
 from sectow.models.policy import load_policy
-from sectow.models.processor import load_processor
+from sectow.models.processor import load_processor, takes_images
 from sectow.monitors import AttackerQualityMonitor, Quality, QualityReason
-from sectow.rewards import Outcome, attacker_reward
+from sectow.rewards import Outcome, attacker_reward, defender_outcome
 
 # The quality monitor's reasons, as attack outcomes.
 QUALITY_OUTCOME = {QualityReason.MALFORMED: Outcome.MALFORMED, QualityReason.OFF_INTENT: Outcome.LOW_QUALITY,
@@ -83,6 +83,10 @@ class FrozenDefender:
     max_new_tokens: int
     batch_size: int
 
+    @property
+    def sees_images(self) -> bool:
+        return takes_images(self.processor)
+
     def replies(self, inputs: list[tuple[str, Image.Image | str | None]]) -> list[str]:
         if not inputs:
             return []
@@ -92,13 +96,14 @@ class FrozenDefender:
 
 def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender: FrozenDefender, judge: Judge,
                monitor: AttackerQualityMonitor, rewards: RewardSettings, image_size: int) -> Round:
-    parsed_B = [parse_attacker_output(output) for output in attacker_output_B]
-    input_B: list[tuple[str, Image.Image] | None] = []
+    parsed_B = [offered(parse_attacker_output(output), defender) for output in attacker_output_B]
+    input_B: list[tuple[str, Image.Image | None] | None] = []
     for parsed, seed in zip(parsed_B, seed_B, strict=True):
         if parsed is None:
             input_B.append(None)
             continue
-        canvas = load_image(seed.image) if seed.image else Image.new("RGB", (image_size, image_size), "white")
+        # A text-only seed stays text-only (a typographic strategy draws its own image).
+        canvas = load_image(seed.image) if seed.image else None
         input_B.append(defender_input(parsed[0], parsed[1], canvas, image_size))
     asked = [i for i, x in enumerate(input_B) if x is not None]
     reply_B: list[str | None] = [None] * len(seed_B)
@@ -111,13 +116,22 @@ def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender:
     quality_B = monitor.score([s.intent for s in seed_B], [p[1] if p else None for p in parsed_B])
     attempts = []
     for i, (output, seed, parsed, quality) in enumerate(zip(attacker_output_B, seed_B, parsed_B, quality_B)):
-        refused = verdict_B[i].refused if verdict_B[i] is not None else True
-        scored = attacker_reward(QUALITY_OUTCOME[quality.reason], refused, rewards)
+        scored = attacker_reward(QUALITY_OUTCOME[quality.reason],
+                                 defender_outcome(verdict_B[i], reply_B[i], input_B[i][0] if input_B[i] else None), rewards)
         attempts.append(Attempt(seed=seed, attacker_output=output, strategy=parsed[0] if parsed else None,
                                 query=input_B[i][0] if input_B[i] else None, image=input_B[i][1] if input_B[i] else None,
                                 reply=reply_B[i], verdict=verdict_B[i], quality=quality, outcome=scored.outcome,
                                 reward=scored.reward))
     return Round(attempts)
+
+
+def offered(parsed: tuple[str, str] | None, defender: FrozenDefender) -> tuple[str, str] | None:
+    """A parsed attacker output, or None (malformed) when its strategy is not on offer against this
+    defender: a typographic one puts the request into an image, which a text-only defender never sees
+    (it would get FigStep's bare sentence, an empty attack that a judge may still call a compliance)."""
+    if parsed is not None and FORMS[parsed[0]].typographic and not defender.sees_images:
+        return None
+    return parsed
 
 
 def attack_seeds(seeds: list[Sample], defender: FrozenDefender, refine_share: float, rng: random.Random) -> list[AttackSeed]:

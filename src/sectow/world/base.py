@@ -35,10 +35,11 @@ class ImageWriter:
 
 
 def jailbreak_variants(seeds: list[Sample], forms: tuple[str, ...], images: ImageWriter, image_size: int) -> list[Sample]:
-    """Every seed in every form: fixed, templated jailbreaks (for evaluation and as existing data)."""
+    """Every seed in every form: fixed, templated jailbreaks (for evaluation and as existing data). A
+    text-only seed stays text-only in the text forms (a typographic form draws its own image)."""
     variants = []
     for seed_sample in seeds:
-        base_image = Image.open(seed_sample.image)
+        base_image = Image.open(seed_sample.image) if seed_sample.image else None
         for form_name in forms:
             query, image = render(form_name, seed_sample.intent, base_image, image_size)
             sample_id = f"{seed_sample.id}-{form_name}"
