@@ -20,6 +20,7 @@ from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.judges import build_judge
+from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
 from sectow.report.html_report import comparison_markdown
 from sectow.run_folder import MARKER, write_marker
@@ -125,7 +126,7 @@ class Ablation:
 
     # ---- baselines, each recorded in results/<name>.json once done -----------------------------
     def baselines(self) -> None:
-        world = load_world(self.config, self.sectow_run / "world")
+        world = load_world(self.config, self.sectow_run / "world", sees_images(self.config.defender.path))
         judge = build_judge(self.config.judge)
         checkpoints = self.sectow_run / "checkpoints"
         cold = "cold_start" if self.config.cold_start else "initial"
@@ -148,9 +149,14 @@ class Ablation:
         for defense in PROMPT_DEFENSES:
             self._once(defense, lambda defense=defense: evaluate(defender, defense))
         self._once("sft_on_refusals", refusal_sft)
-        for name, attacker_dir in (("self_instruct_attacker", attacker), ("sectow_attacker", checkpoints / "attacker-1")):
-            self._once(name, lambda attacker_dir=attacker_dir: attack_success(
-                attacker_dir, defender, world.harmful_held_out, judge, self.config))
+        # A real attacker's self-instruct baseline is the untrained instruct model asked in plain words; the
+        # tiny default's is its cold-start attacker (it knows nothing before), prompted like SecTOW's.
+        real = self.config.attacker.path
+        self_instruct = (real, True) if real is not None else (attacker, False)
+        for name, (attacker_dir, plain) in (("self_instruct_attacker", self_instruct),
+                                            ("sectow_attacker", (checkpoints / "attacker-1", False))):
+            self._once(name, lambda attacker_dir=attacker_dir, plain=plain: attack_success(
+                attacker_dir, defender, world.harmful_held_out, judge, self.config, self_instruct=plain))
 
     def _once(self, name: str, compute) -> None:
         path = self.results / f"{name}.json"
