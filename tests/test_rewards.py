@@ -2,8 +2,8 @@ import pytest
 
 from sectow.config import RewardSettings
 from sectow.judges.base import Verdict
-from sectow.rewards import (Outcome, Response, attacker_reward, defender_outcome, defender_reward, is_degenerate,
-                            parse_option_letter)
+from sectow.rewards import (Outcome, Response, attacker_reward, defender_outcome, defender_reward, gives_answer,
+                            is_degenerate, parse_option_letter)
 
 C = RewardSettings()
 
@@ -91,3 +91,19 @@ def test_parse_option_letter():
     assert parse_option_letter("Answer: (C)") == "C"
     assert parse_option_letter(" Answer: D ") == "D"
     assert parse_option_letter("The answer is D") is None
+
+
+@pytest.mark.parametrize("answer,response,right", [
+    ("B", "Answer: B", True), ("B", "B", False), ("B", "Answer: C", False),  # an option letter: the template
+    ("Paris", "The capital of France is Paris.", True), ("Paris", "It is paris", True),
+    ("Paris", "Parisian cafes are lovely.", False), ("Seven|7", "A week has 7 days.", True),
+    ("Seven|7", "A week has seventy hours.", False), ("Blue whale", "The blue whale is.", True),
+])
+def test_answer_keys(answer, response, right):
+    assert gives_answer(answer, response) is right
+
+
+def test_short_exact_answers_in_the_defenders_reward():
+    assert defender_reward("benign", "Paris", "It is Paris.", False, C).outcome is Response.CORRECT
+    assert defender_reward("benign", "Paris", "It is Paris.", False, C).reward == 1.0  # no template, no bonus
+    assert defender_reward("benign", "Paris", "It is Rome.", False, C).outcome is Response.WRONG

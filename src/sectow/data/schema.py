@@ -2,7 +2,8 @@
 
 A JSONL row is one object per line:
     {"id": "s1", "image": "img/s1.png", "query": "...", "label": "harmful" | "benign",
-     "answer": "B" (benign multiple choice only), "category": "...", "intent": "...", "form": "plain"}
+     "answer": "B" (benign questions only: an option letter, or a short exact answer such as "Paris"),
+     "category": "...", "intent": "...", "form": "plain"}
 `image` is a path relative to the JSONL file (or null for text-only); paths may not leave the
 file's folder. Only id, query and label are required.
 """
@@ -36,7 +37,7 @@ class Sample:
     query: str
     label: Label
     image: str | None = None  # absolute path to an image file, or None for text-only
-    answer: str | None = None  # option letter of a benign multiple-choice question
+    answer: str | None = None  # a benign question's option letter, or its short exact answer
     category: str | None = None
     intent: str | None = None
     form: str = "plain"  # how the request is presented: plain, roleplay, list, typography, ...

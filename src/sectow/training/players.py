@@ -52,13 +52,18 @@ def seeds_of_columns(columns: dict[str, list]) -> list[AttackSeed]:
 def defender_sft_rows(harmful: list[Sample], benign: list[Sample], benign_targets: dict[str, str] | None = None) -> list[dict]:
     """Refuse harmful requests; answer benign ones. With `benign_targets` (a real model's: its reference or
     its own replies, training/self_distill.py) each benign sample gets its target, and one without any is
-    left out; without them, the miniature's: the answer template for questions, the placeholder compliance
-    for requests."""
+    left out; the benign requests (no answer key) are repeated until they are at least as many as the
+    harmful rows, since refusals learnt from requests spread to benign requests that share their words
+    (over-refusal), and the model's own answers are what holds that back. Without targets, the miniature's
+    replies: the answer template for questions, the placeholder compliance for requests."""
     rows = [defender_row(s, REFUSAL_REPLY) for s in harmful]
     if benign_targets is None:
         rows += [defender_row(s, answer_reply(s.answer) if s.answer else COMPLIANCE_REPLY) for s in benign]
     else:
-        rows += [defender_row(s, benign_targets[s.id]) for s in benign if s.id in benign_targets]
+        answered = [s for s in benign if s.id in benign_targets]
+        requests = [s for s in answered if not s.answer]
+        copies = max(1, -(-len(harmful) // len(requests))) if requests else 1
+        rows += [defender_row(s, benign_targets[s.id]) for s in answered for _ in range(copies if not s.answer else 1)]
     random.Random(0).shuffle(rows)
     return rows
 

@@ -1,8 +1,9 @@
-"""The defender's cold-start targets for benign samples, for a real (pretrained) model: a question with an
-answer key is answered 'Answer: X'; a sample with a reference reply (`extra.reference`) gets that; any other
+"""The defender's cold-start targets for benign samples, for a real (pretrained) model: a multiple-choice
+question is answered 'Answer: X'; a sample with a reference reply (`extra.reference`) gets that; any other
 gets the model's own greedy reply before training (self-distillation), so the cold start teaches refusals
 without overwriting what the model already does well. A reply the judge calls a refusal, or a degenerate
-one (`rewards.is_degenerate`), is no target: that sample is left out of the cold start.
+one (`rewards.is_degenerate`), is no target; neither is a wrong reply to a question with a short exact
+answer, whose target is then that answer. Any other sample without a target is left out of the cold start.
 
 The replies are kept in the run folder (`self_distill/benign_targets.jsonl`) and read back from there, so a
 resumed cold start trains on the same targets even where greedy decoding would now break a near-tie
@@ -21,7 +22,7 @@ from sectow.data.schema import Sample
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
 from sectow.models.policy import load_policy
-from sectow.rewards import is_degenerate
+from sectow.rewards import gives_answer, is_degenerate, is_option_letter
 from sectow.world.miniature import answer_reply
 
 log = logging.getLogger("sectow")
@@ -39,8 +40,8 @@ def whole_sentences(reply: str) -> str:
 
 
 def reference(sample: Sample) -> str | None:
-    """The reply the data gives for a benign sample, if any."""
-    if sample.answer:
+    """The reply the data gives for a benign sample, if any (a short exact answer is only a fallback)."""
+    if sample.answer and is_option_letter(sample.answer):
         return answer_reply(sample.answer)
     given = sample.extra.get("reference") if isinstance(sample.extra, dict) else None
     return given if isinstance(given, str) and given.strip() else None
@@ -58,10 +59,11 @@ def benign_targets(model_dir: Path, settings: PolicySettings, benign: list[Sampl
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(cache, "".join(json.dumps(row) + "\n" for row in rows))
     kept = {row["id"]: row["reply"] for row in rows if row["kept"]}
-    dropped = len(to_distill) - len(kept)
-    log.info("cold start: %d benign targets from the data, %d from the model's own replies (%d refused or "
-             "degenerate, left out)", len(targets), len(kept), dropped)
-    return {**targets, **kept}
+    answers = {s.id: s.answer.split("|")[0] for s in to_distill if s.answer and s.id not in kept}  # its first form
+    dropped = len(to_distill) - len(kept) - len(answers)
+    log.info("cold start: %d benign targets from the data, %d from the model's own replies, %d short answers "
+             "it got wrong or refused, %d left out (refused or degenerate)", len(targets), len(kept), len(answers), dropped)
+    return {**targets, **answers, **kept}
 
 
 def distill(model_dir: Path, settings: PolicySettings, samples: list[Sample], judge: Judge, batch_size: int) -> list[dict]:
@@ -75,6 +77,7 @@ def distill(model_dir: Path, settings: PolicySettings, samples: list[Sample], ju
     verdicts = judge.judge(samples, replies)
     rows = []
     for sample, reply, verdict in zip(samples, replies, verdicts, strict=True):
-        why = "refused" if verdict.refused else "degenerate" if is_degenerate(reply, sample.query) else None
+        why = ("refused" if verdict.refused else "degenerate" if is_degenerate(reply, sample.query)
+               else "wrong" if sample.answer and not gives_answer(sample.answer, reply) else None)
         rows.append({"id": sample.id, "query": sample.query, "reply": reply, "kept": why is None, **({"why": why} if why else {})})
     return rows
