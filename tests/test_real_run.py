@@ -71,9 +71,10 @@ def assert_complete(run: Path) -> dict:
     for folder in (run / "checkpoints").iterdir():
         with safe_open(folder / "model.safetensors", "pt") as weights:
             assert not [k for k in weights.keys() if "lora_" in k or "base_layer" in k], folder.name
-    # The cold start's benign targets: the model's own replies to the two benign requests, kept or not.
+    # The cold start's benign targets: the model's own replies to the two questions with a short answer and
+    # the two benign requests, kept or not (the picture question's target is its answer template).
     targets = [json.loads(line) for line in (run / "self_distill" / "benign_targets.jsonl").read_text().splitlines()]
-    assert sorted(t["id"][0] for t in targets) == ["r", "r"] and all(isinstance(t["kept"], bool) for t in targets)
+    assert sorted(t["id"][0] for t in targets) == ["q", "q", "r", "r"] and all(isinstance(t["kept"], bool) for t in targets)
     figures = loop_figures(run)
     assert figures["loop_overhead_ratio"] >= 1 and figures["loop_trainer_s"] > 0
     return summary
