@@ -24,6 +24,7 @@ from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
 from sectow.report.html_report import comparison_markdown
 from sectow.run_folder import MARKER, write_marker
+from sectow.training.self_distill import benign_targets
 from sectow.tug_of_war import TugOfWar
 from sectow.world import load_world
 
@@ -142,7 +143,13 @@ class Ablation:
                                      max_new_tokens=self.config.evaluation.max_new_tokens)
 
         def refusal_sft() -> dict:
-            model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work")
+            targets = None  # a model of yours: the benign answers of SecTOW's cold start, not the placeholder
+            if self.config.defender.path is not None:
+                targets = benign_targets(self.config.defender.path, self.config.defender, world.benign_train, judge,
+                                         self.sectow_run / "self_distill" / "benign_targets.jsonl",
+                                         batch_size=self.config.evaluation.batch_size)
+            model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work",
+                                                          targets)
             save_policy(model, processor, self.folder / "sft_on_refusals")
             return {**metrics, **evaluate(self.folder / "sft_on_refusals")}
 
