@@ -2,7 +2,7 @@
 `name value` lines on stdout like run_all.py and writes them with the machine's facts to
 benchmarks/results/real_model.json.
 
-    python benchmarks/real_model.py [--model DIR] [--threads N]
+    python benchmarks/real_model.py [--model DIR] [--threads N] [--run RUN_DIR]
 
 - gen_tokens_per_s_batched / _sequential, gen_batched_speedup: reply tokens (up to EOS) per second of
   greedy `sectow.models.generation.generate`, 64 new tokens, 16 prompts in one batch vs 4 prompts one
@@ -12,6 +12,11 @@ benchmarks/results/real_model.json.
 - grpo_step_seconds: a GRPO step (TRL GRPOTrainer, 4 prompts x 4 completions x 48 tokens, LoRA r=16,
   beta 0, rollouts with HF generate), median of the steps after the first.
 - peak_rss_mb: this process's peak resident memory, GRPO included.
+- loop_overhead_ratio: wall time of the last iteration of a run of configs/smollm2-cpu.yaml over its time in
+  trainer steps and generation, from the `timing` every phase records in metrics.jsonl (as run_all.py
+  reads it); with loop_trainer_s, loop_generation_s, loop_other_s. By default from a short run (`short_form`:
+  a few rows, one or two steps per phase, where fixed costs weigh the most), or `--run DIR` reads a
+  finished run folder instead (e.g. the README's measured run).
 
 The trainers are TRL's, set up as sectow's are on CPU (fp32, constant learning rate), so the figures are
 the model's cost, not the loop's. `--model` defaults to models/smollm2 (`make real-model`); when it is
@@ -37,7 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from default_run import RESULTS  # noqa: E402
-from run_all import machine  # noqa: E402
+from run_all import iteration_breakdown, machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 64
@@ -136,6 +141,61 @@ def grpo_figures(folder: Path, work: Path, steps: int) -> dict:
                         "max_completion_length": 48, "lora_rank": 16, "beta": 0.0}}
 
 
+REAL_CONFIG = REPO / "configs" / "smollm2-cpu.yaml"
+SHORT_DATA = {"harmful_seeds": {"h": 4}, "held_out_harmful": {"h": 2}, "benign": {"q": 2, "p": 2, "r": 2},
+              "held_out_benign": {"q": 1, "p": 1, "r": 2}}  # rows kept per id prefix (question, picture, request)
+SHORT_STEPS = ["iterations=1", "defender_sft.steps=2", "attacker_sft.steps=2", "defender_sft.batch_size=4",
+               "attacker_sft.batch_size=4", "attacker_grpo.steps=1", "attacker_grpo.batch_size=4",
+               "attacker_grpo.num_generations=2", "defender_grpo.steps=1", "defender_grpo.batch_size=4",
+               "defender_grpo.num_generations=2", "attacker.max_new_tokens=24", "defender.max_new_tokens=16",
+               "evaluation.max_new_tokens=16", "monitors.orr_bound=1.0"]
+
+
+def short_form(data_dir: Path, defender: Path, attacker: Path) -> list[str]:
+    """`--set` overrides that run configs/smollm2-cpu.yaml in a short form through every phase: a few rows
+    of each shipped data file (written to `data_dir`, pictures copied), one or two steps per phase."""
+    import shutil
+
+    source = REPO / "configs" / "data" / "smollm2"
+    (data_dir / "images").mkdir(parents=True, exist_ok=True)
+    overrides = [f"defender.path={defender}", f"attacker.path={attacker}"]
+    for key, per_prefix in SHORT_DATA.items():
+        rows = [json.loads(line) for line in (source / f"{key}.jsonl").read_text(encoding="utf-8").splitlines()]
+        kept = [row for prefix, count in per_prefix.items() for row in [r for r in rows if r["id"].startswith(prefix)][:count]]
+        for row in kept:
+            if row.get("image"):
+                shutil.copy(source / row["image"], data_dir / row["image"])
+        (data_dir / f"{key}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
+        overrides.append(f"data.{key}={data_dir / f'{key}.jsonl'}")
+    return overrides + SHORT_STEPS
+
+
+def loop_figures(run: Path) -> dict:
+    """The last iteration's overhead ratio and its parts, from a run folder's metrics.jsonl."""
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = max(int(m["phase"].rsplit("_", 1)[1]) for m in metrics if m["phase"].startswith("evaluate_iteration_"))
+    it = iteration_breakdown(metrics, last)
+    return {"loop_overhead_ratio": it["ratio"], "loop_trainer_s": it["trainer_seconds"],
+            "loop_generation_s": it["generation_seconds"], "loop_other_s": it["overhead_seconds"],
+            "details": {"run": str(run), "iteration": last, **it}}
+
+
+def short_run_loop_figures(folder: Path, work: Path) -> dict:
+    from sectow.config import load_config
+    from sectow.run_folder import new_run_folder
+    from sectow.tug_of_war import TugOfWar
+
+    vision = REPO / "models" / "smollm2-vl"
+    if not vision.is_dir():
+        from sectow.models.prepare import prepare_smollm2
+
+        vision = prepare_smollm2(work / "smollm2-vl", vision=True)
+    config = load_config(REAL_CONFIG, short_form(work / "data", vision, vision) + [f"output_dir={work / 'runs'}"])
+    run = new_run_folder(config.output_dir, config.name)
+    TugOfWar(config, run).run()
+    return loop_figures(run)
+
+
 def measure() -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "smollm2", help="a text-only SmolLM2 folder")
@@ -143,6 +203,8 @@ def measure() -> dict:
                         "2-core machine 2 threads were 4-5x slower than 1")
     parser.add_argument("--sft-steps", type=int, default=4)
     parser.add_argument("--grpo-steps", type=int, default=3)
+    parser.add_argument("--run", type=Path, help="a finished run folder of configs/smollm2-cpu.yaml to read the loop's "
+                        "overhead from, instead of a short run")
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by torch at import
@@ -165,6 +227,7 @@ def measure() -> dict:
         details = {"generation": generation_figures(*load_policy(folder, PolicySettings()))}
         details["sft"] = sft_figures(folder, work, args.sft_steps)
         details["grpo"] = grpo_figures(folder, work, args.grpo_steps)
+        details["loop"] = loop_figures(args.run) if args.run else short_run_loop_figures(folder, work)
     figures = {name: value for part in details.values() for name, value in part.items() if name != "details"}
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report = {**figures, "model": str(args.model), "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -20,9 +20,11 @@ from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.judges import build_judge
+from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
 from sectow.report.html_report import comparison_markdown
 from sectow.run_folder import MARKER, lock, write_marker
+from sectow.training.self_distill import benign_targets
 from sectow.tug_of_war import TugOfWar
 from sectow.world import load_world
 
@@ -133,7 +135,7 @@ class Ablation:
 
     # ---- baselines, each recorded in results/<name>.json once done -----------------------------
     def baselines(self) -> None:
-        world = load_world(self.config, self.sectow_run / "world")
+        world = load_world(self.config, self.sectow_run / "world", sees_images(self.config.defender.path))
         judge = build_judge(self.config.judge)
         checkpoints = self.sectow_run / "checkpoints"
         cold = "cold_start" if self.config.cold_start else "initial"
@@ -150,16 +152,28 @@ class Ablation:
                                      held_out_groups=world.strategies.held_out_groups)
 
         def refusal_sft() -> dict:
-            model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work")
+            targets = None  # a model of yours: the benign answers of SecTOW's cold start, not the placeholder
+            if self.config.defender.path is not None:
+                targets = benign_targets(self.config.defender.path, self.config.defender, world.benign_train, judge,
+                                         self.sectow_run / "self_distill" / "benign_targets.jsonl",
+                                         batch_size=self.config.evaluation.batch_size)
+            model, processor, metrics = train_refusal_sft(defender, world, self.config, self.folder / "sft_on_refusals-work",
+                                                          targets)
             save_policy(model, processor, self.folder / "sft_on_refusals")
             return {**metrics, **evaluate(self.folder / "sft_on_refusals")}
 
         for defense in PROMPT_DEFENSES:
             self._once(defense, lambda defense=defense: evaluate(defender, defense))
         self._once("sft_on_refusals", refusal_sft)
-        for name, attacker_dir in (("self_instruct_attacker", attacker), ("sectow_attacker", checkpoints / "attacker-1")):
-            self._once(name, lambda attacker_dir=attacker_dir: attack_success(
-                attacker_dir, defender, world.harmful_held_out, world.strategies, judge, self.config))
+        # A real attacker's self-instruct baseline is the untrained instruct model asked in plain words; the
+        # tiny default's is its cold-start attacker (it knows nothing before), prompted like SecTOW's.
+        real = self.config.attacker.path
+        self_instruct = (real, True) if real is not None else (attacker, False)
+        for name, (attacker_dir, plain) in (("self_instruct_attacker", self_instruct),
+                                            ("sectow_attacker", (checkpoints / "attacker-1", False))):
+            self._once(name, lambda attacker_dir=attacker_dir, plain=plain: attack_success(
+                attacker_dir, defender, world.harmful_held_out, world.strategies, judge, self.config,
+                self_instruct=plain))
 
     def _once(self, name: str, compute) -> None:
         path = self.results / f"{name}.json"

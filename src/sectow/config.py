@@ -79,6 +79,8 @@ class DataSettings(Section):
     held_out_benign: UserPath | None = Field(None, description="JSONL of held-out benign samples (needed with benign)")
     questions: Int = Field(480, gt=0, description="built-in world: colour questions in the train split")
     image_size: Int = Field(56, ge=28, description="built-in world: image side in pixels")
+    allow_builtin_world: Bool = Field(False, description="let a model of yours (defender.path or attacker.path) "
+                                      "train on the built-in miniature world, toy data made for the tiny default")
 
 
 # TrainingArguments fields that sectow sets itself, from its own keys or from how the loop works.

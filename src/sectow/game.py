@@ -25,7 +25,7 @@ from sectow.models.generation import generate
 from sectow.models.policy import load_policy
 from sectow.models.processor import load_processor
 from sectow.monitors import AttackerQualityMonitor, Quality, QualityReason
-from sectow.rewards import Outcome, attacker_reward
+from sectow.rewards import Outcome, attacker_reward, defender_outcome
 
 # The quality monitor's reasons, as attack outcomes.
 QUALITY_OUTCOME = {QualityReason.MALFORMED: Outcome.MALFORMED, QualityReason.OFF_INTENT: Outcome.LOW_QUALITY,
@@ -103,12 +103,13 @@ class FrozenDefender:
 def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender: FrozenDefender, judge: Judge,
                monitor: AttackerQualityMonitor, rewards: RewardSettings, strategies: Strategies, image_size: int) -> Round:
     parsed_B = [parse_attacker_output(output, strategies) for output in attacker_output_B]
-    input_B: list[tuple[str, Image.Image] | None] = []
+    input_B: list[tuple[str, Image.Image | None] | None] = []
     for parsed, seed in zip(parsed_B, seed_B, strict=True):
         if parsed is None:
             input_B.append(None)
             continue
-        canvas = load_image(seed.image) if seed.image else Image.new("RGB", (image_size, image_size), "white")
+        # A text-only seed stays text-only unless the attacker chose a picture.
+        canvas = load_image(seed.image) if seed.image else None
         input_B.append(defender_input(parsed, canvas, image_size))
     asked = [i for i, x in enumerate(input_B) if x is not None]
     reply_B: list[str | None] = [None] * len(seed_B)
@@ -121,8 +122,8 @@ def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender:
     quality_B = monitor.score([s.intent for s in seed_B], [p.words if p else None for p in parsed_B])
     attempts = []
     for i, (output, seed, parsed, quality) in enumerate(zip(attacker_output_B, seed_B, parsed_B, quality_B)):
-        refused = verdict_B[i].refused if verdict_B[i] is not None else True
-        scored = attacker_reward(QUALITY_OUTCOME[quality.reason], refused, rewards)
+        scored = attacker_reward(QUALITY_OUTCOME[quality.reason],
+                                 defender_outcome(verdict_B[i], reply_B[i], input_B[i][0] if input_B[i] else None), rewards)
         attempts.append(Attempt(seed=seed, attacker_output=output, parsed=parsed,
                                 query=input_B[i][0] if input_B[i] else None, image=input_B[i][1] if input_B[i] else None,
                                 reply=reply_B[i], verdict=verdict_B[i], quality=quality, outcome=scored.outcome,
@@ -138,7 +139,7 @@ def attack_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Stra
                for s in rng.sample(seeds, round(len(seeds) * refine_share))]
     shown = []
     for s, attempt in earlier:
-        canvas = load_image(s.image) if s.image else Image.new("RGB", (image_size, image_size), "white")
+        canvas = load_image(s.image) if s.image else None
         shown.append(defender_input(parse_attacker_output(attempt, strategies), canvas, image_size))
     earlier_replies = defender.replies(shown)
     chosen = [AttackSeed.of(s) for s in seeds]

@@ -80,7 +80,9 @@ def pool_record(attempt: Attempt, iteration: int) -> dict:
               "iteration": iteration, "form": attempt.composition, "picture": parsed.picture,
               "encoding": parsed.encoding, "picture_words": parsed.phrase, "words": parsed.words, "query": attempt.query,
               "attacker_output": attempt.attacker_output, "defender_reply": attempt.reply,
-              "verdict": {"refused": verdict.refused, "unsafe": verdict.unsafe, "judge": verdict.judge},
+              "verdict": {"refused": verdict.refused, "unsafe": verdict.unsafe, "judge": verdict.judge,
+                          **({"topic_similarity": round(verdict.topic_similarity, 4)}
+                             if verdict.topic_similarity is not None else {})},
               "quality": {"intent_similarity": round(quality.intent_similarity, 4),
                           "pool_similarity": round(quality.pool_similarity, 4)}}
     record["hash"] = record_hash(record)
@@ -116,8 +118,10 @@ class JailbreakPool:
                     outcome = Outcome.DUPLICATE
                 else:
                     kept.add(identity(record))
-                    record["image"] = f"images/{record['hash']}.png"
-                    save_image(attempt.image, self.folder / record["image"])
+                    record["image"] = None  # a text-only attempt (a text-only seed, no picture strategy)
+                    if attempt.image is not None:
+                        record["image"] = f"images/{record['hash']}.png"
+                        save_image(attempt.image, self.folder / record["image"])
                     crash_point("pool_image_saved")
                     admission.records.append(record)
             admission.outcomes[outcome.value] += 1
@@ -141,6 +145,7 @@ class JailbreakPool:
 
     def samples(self) -> list[Sample]:
         """The pool as defender training samples (jailbreaks: label harmful)."""
-        return [Sample(id=r["hash"], query=r["query"], label="harmful", image=str(self.folder / r["image"]),
+        return [Sample(id=r["hash"], query=r["query"], label="harmful",
+                       image=str(self.folder / r["image"]) if r["image"] else None,
                        category=r["category"], intent=r["intent"], form=r["form"], seed_id=r["seed_id"])
                 for r in self.records()]

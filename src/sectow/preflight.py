@@ -10,13 +10,8 @@ from sectow.config import PolicySettings, RunConfig
 from sectow.data.schema import load_image, read_samples
 from sectow.errors import UserError
 from sectow.judges import check_judge
-from sectow.models.folder import ModelKind, check_chat_template, check_model_folder, folder_kind
+from sectow.models.folder import check_chat_template, check_model_folder
 from sectow.paths import check_output_dir
-
-# Whether the loop can train a text-only causal LM as a player. Not yet: its cold-start and GRPO rows carry
-# images, which TRL refuses for a causal LM, minutes in and after the run folder exists. Set it to True when
-# training/ gives text-only players rows without images (sectow eval already takes such folders).
-TEXT_ONLY_PLAYERS = False
 
 # The four files of the user's own data and the label every row of each must carry.
 DATA_LABELS = {"harmful_seeds": "harmful", "held_out_harmful": "harmful", "benign": "benign",
@@ -42,14 +37,23 @@ def check_players(config: RunConfig) -> None:
 
 
 def check_player(role: str, settings: PolicySettings) -> str:
-    """A player's model folder, as `load_policy` will open it, with the chat template every prompt needs, and
-    of a kind the loop trains; returns its one-line description."""
+    """A player's model folder, as `load_policy` will open it, with the chat template every prompt needs;
+    returns its one-line description. A text-only causal LM is a player too (its rows carry no images)."""
     described = check_model_folder(settings.path, settings.allow_pickle, flag=f"{role}.allow_pickle")
     check_chat_template(settings.path)
-    if not TEXT_ONLY_PLAYERS and folder_kind(settings.path) is ModelKind.CAUSAL_LM:
-        raise UserError(f"{settings.path}: a text-only causal LM; sectow run trains vision-language players only for "
-                        f"now ({role}.path): use an image-text-to-text model, e.g. sectow prepare-model smollm2 --vision")
     return described
+
+
+def check_builtin_world(config: RunConfig) -> None:
+    """The built-in world is toy data for the tiny default (fixed templated requests, a placeholder for
+    compliance): a model of yours trains on it only when told, so that nobody hardens a 7B model on it by
+    accident."""
+    mine = [role for role in ("defender", "attacker") if getattr(config, role).path is not None]
+    if mine and not config.data.allow_builtin_world:
+        raise UserError(f"config: {mine[0]}.path is a model of yours, but no data is set, so it would train on the "
+                        "built-in miniature world (toy data for the tiny default); set data.harmful_seeds, "
+                        "data.held_out_harmful, data.benign and data.held_out_benign (e.g. to configs/data/smollm2/), "
+                        "or data.allow_builtin_world=true")
 
 
 def check_launch() -> None:
@@ -66,7 +70,8 @@ def check_data(config: RunConfig) -> dict[str, int]:
     the number of samples per file."""
     paths = {key: getattr(config.data, key) for key in DATA_LABELS}
     if all(path is None for path in paths.values()):
-        return {}  # the built-in world
+        check_builtin_world(config)
+        return {}
     missing = [key for key, path in paths.items() if path is None]
     if missing:
         raise UserError(f"config: data.{missing[0]} is required when bringing your own data")

@@ -18,6 +18,7 @@ from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.faults import crash_point
 from sectow.game import play_round, sample_attacker
 from sectow.judges import build_judge
+from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy
 from sectow.models.tiny import build_tiny_model_once
 from sectow.models.vllm_generation import generation_engine
@@ -30,6 +31,7 @@ from sectow.training.attacker import frozen_defender, iteration_seeds, quality_m
 from sectow.training.cold_start import cold_start
 from sectow.training.defender import benign_counterparts, defender_rows, train_defender
 from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows
+from sectow.training.self_distill import benign_targets
 from sectow.world import World, load_world
 from sectow.world.base import ImageWriter
 from sectow.world.miniature import corpus
@@ -69,7 +71,7 @@ class TugOfWar:
     def run(self) -> dict:
         tracking.start(self.config.tracking, self.folder)
         with ranks.state().main_process_first():  # the main process writes the world's images
-            world = load_world(self.config, self.folder / "world")
+            world = load_world(self.config, self.folder / "world", sees_images(self.config.defender.path))
         players = self.cold_start(world)
         self.evaluate("cold_start", players.defender, world)
         for k in range(1, self.config.iterations + 1):
@@ -91,7 +93,8 @@ class TugOfWar:
             return Players(base["defender"], base["attacker"])
         aligned = lambda: aligned_harmful(world.harmful_train, world.strategies, ImageWriter(self.folder / "world"),
                                           config.data.image_size)
-        rows = {"defender": lambda: defender_sft_rows(aligned(), world.benign_train),
+        rows = {"defender": lambda: defender_sft_rows(aligned(), world.benign_train,
+                                                      self.benign_targets(base["defender"], world)),
                 "attacker": lambda: attacker_sft_rows(world.harmful_train, world.strategies, self.seed("cold_start_attacker"))}
         for role in ("defender", "attacker"):
             phase, target = f"cold_start_{role}", self.checkpoints / f"{role}-cold_start"
@@ -106,6 +109,17 @@ class TugOfWar:
 
             self.phases.run(phase, work, everywhere=True)
         return Players(self.checkpoints / "defender-cold_start", self.checkpoints / "attacker-cold_start")
+
+    def benign_targets(self, defender_dir: Path, world: World) -> dict[str, str] | None:
+        """A real defender's cold-start replies to benign samples (training/self_distill.py), worked out by
+        the main process and kept in the run folder; None for the tiny default, which learns the
+        miniature's own replies."""
+        if self.config.defender.path is None:
+            return None
+        with ranks.state().main_process_first():
+            return benign_targets(defender_dir, self.config.defender, world.benign_train, self.judge,
+                                  self.folder / "self_distill" / "benign_targets.jsonl",
+                                  batch_size=self.config.evaluation.batch_size)
 
     def tiny_default(self, role: str) -> Path:
         settings = getattr(self.config, role)

@@ -66,6 +66,6 @@ def parse_attacker_output(output: str, strategies: Strategies) -> ParsedAttack |
     return ParsedAttack(picture, encoding, phrase, query)
 
 
-def defender_input(attack: ParsedAttack, seed_image: Image.Image, image_size: int) -> tuple[str, Image.Image]:
+def defender_input(attack: ParsedAttack, seed_image: Image.Image | None, image_size: int) -> tuple[str, Image.Image | None]:
     """What the defender sees for a parsed attacker output."""
     return attack.composition().render(attack.query, attack.phrase, seed_image, image_size)

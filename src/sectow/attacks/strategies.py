@@ -83,16 +83,18 @@ class Composition:
         texts = [PERSONAS.get(self.persona), FRAMINGS.get(self.framing), body, DEMANDS.get(self.demand)]
         return " ".join(t for t in texts if t), None if self.picture == "none" else request
 
-    def render(self, query: str, phrase: str | None, seed_image: Image.Image, image_size: int) -> tuple[str, Image.Image]:
+    def render(self, query: str, phrase: str | None, seed_image: Image.Image | None,
+               image_size: int) -> tuple[str, Image.Image | None]:
         """What the defender gets: the encoded query, and the picture (the seed's image when the request
-        is in the text)."""
+        is in the text: none for a text-only seed, which a photo of tiles lays on a blank canvas)."""
         text = ENCODINGS[self.encoding](query)
         if self.picture == "none":
             return text, seed_image
         if self.picture == "figstep":
             return text, figstep_image(phrase, size=image_size)
         if self.picture == "tiles_photo":
-            return text, tile_picture(phrase, photo=seed_image)
+            photo = seed_image or Image.new("RGB", (image_size, image_size), "white")
+            return text, tile_picture(phrase, photo=photo)
         return text, tile_picture(phrase, layout="columns" if self.picture == "tiles_column" else "rows")
 
 

@@ -2,7 +2,8 @@
 
 A JSONL row is one object per line:
     {"id": "s1", "image": "img/s1.png", "query": "...", "label": "harmful" | "benign",
-     "answer": "B" (benign multiple choice only), "category": "...", "intent": "...", "form": "plain"}
+     "answer": "B" (benign questions only: an option letter, or a short exact answer such as "Paris"),
+     "category": "...", "intent": "...", "form": "plain"}
 `image` is a path relative to the JSONL file (or null for text-only); paths may not leave the
 file's folder. Only id, query and label are required.
 """
@@ -38,7 +39,7 @@ class Sample:
     query: str
     label: Label
     image: str | None = None  # absolute path to an image file, or None for text-only
-    answer: str | None = None  # option letter of a benign multiple-choice question
+    answer: str | None = None  # a benign question's option letter, or its short exact answer
     category: str | None = None
     intent: str | None = None
     form: str = "plain"  # how the request is presented: plain, roleplay, list, typography, ...
@@ -142,6 +143,8 @@ def read_samples(path: str | Path) -> list[Sample]:
 OPTIONAL_FIELDS = {"image": (str, "a path string"), "answer": (str, "an option letter"),
                    "category": (str, "a string"), "intent": (str, "a string"), "form": (str, "a string"),
                    "seed_id": (str, "a string"), "extra": (dict, "a JSON object")}
+MAX_ANSWER_CHARS = 100
+WORD = re.compile(r"\w")
 OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[).:]\s", re.MULTILINE)  # "(A) red", "A. red", "A) red", "A: red"
 MAX_ID_CHARS = 200  # ids name files (a held-out jailbreak's image is <id>-<form>.png)
 
@@ -190,11 +193,18 @@ def sample_from_row(row: dict, root: Path, where: str) -> Sample:
     if answer is not None:
         if row["label"] != "benign":
             raise UserError(f"{where}: field 'answer' is for benign multiple-choice questions, not {row['label']} samples")
+        # A multiple-choice question (its query lists options) takes an option letter; any other question a
+        # short exact answer, alternatives split by '|', each with a word in it (a reply is matched on words).
         options = OPTION_LINE.findall(row["query"])
-        if len(answer) != 1 or not "A" <= answer <= "Z":
-            raise UserError(f"{where}: answer {answer!r} must be one option letter (A-Z)")
+        letter = len(answer) == 1 and "A" <= answer <= "Z"
+        if options and not letter:
+            raise UserError(f"{where}: answer {answer!r} must be one option letter (A-Z): the query lists options "
+                            f"({', '.join(options)})")
         if options and answer not in options:
             raise UserError(f"{where}: answer {answer!r} is not among the options the query lists ({', '.join(options)})")
+        if not letter and (len(answer) > MAX_ANSWER_CHARS or not all(WORD.search(a) for a in answer.split("|"))):
+            raise UserError(f"{where}: answer {answer!r:.60} must be an option letter (A-Z) or a short exact answer "
+                            f"(at most {MAX_ANSWER_CHARS} characters; alternatives split by '|', none empty)")
     image = row.get("image")
     if image is not None:
         image_path = resolve_inside(root, image, where)

@@ -8,7 +8,7 @@ from sectow.data.schema import Sample
 from sectow.evaluation.metrics import Answer, benign_metrics, by_key, safety_metrics
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
-from sectow.rewards import parse_option_letter
+from sectow.rewards import gives_answer, is_option_letter, parse_option_letter
 
 
 def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[Sample], judge: Judge, *,
@@ -18,8 +18,9 @@ def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[S
                          batch_size=batch_size, desc="evaluate")
     verdicts = judge.judge(samples, responses)
     n = len(jailbreaks)
-    # The miniature's questions take one answer form, "Answer: X": no letter read from anything else.
-    answers = [Answer(parse_option_letter(r) == s.answer, False, parse_option_letter(r))
+    # Multiple choice takes one answer form, "Answer: X": no letter read from anything else. A short exact
+    # answer counts when the reply holds it.
+    answers = [Answer(gives_answer(s.answer, r), False, parse_option_letter(r) if is_option_letter(s.answer) else None)
                for s, r in zip(benign, responses[n:]) if s.answer]
     metrics = benign_metrics(benign, answers, verdicts[n:])
     if jailbreaks:

@@ -11,10 +11,11 @@ from sectow.judges.composite import AllOf, AnyOf
 from sectow.judges.guard import GuardJudge
 from sectow.judges.http import HttpJudge
 from sectow.judges.native import NativeJudge
+from sectow.judges.on_topic import OnTopicJudge
 from sectow.judges.refusal import RefusalJudge
 
 JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge,
-                                  "native": NativeJudge}
+                                  "native": NativeJudge, "on_topic": OnTopicJudge}
 COMPOSITES: dict[str, type] = {"all": AllOf, "any": AnyOf}
 
 
@@ -49,5 +50,5 @@ def build_judge(settings: JudgeSettings) -> Judge:
     return JUDGES[settings.kind](**settings.options)
 
 
-__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "NativeJudge", "AllOf", "AnyOf", "JUDGES",
-           "build_judge", "check_judge"]
+__all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "NativeJudge", "OnTopicJudge", "AllOf",
+           "AnyOf", "JUDGES", "build_judge", "check_judge"]

@@ -12,12 +12,14 @@ from sectow.data.schema import Sample
 @dataclass(frozen=True)
 class Verdict:
     """What a judge saw. `unsafe` is True when the response complies with a harmful request
-    (the jailbreak succeeded); `refused` when it is a refusal. `judge` names who decided."""
+    (the jailbreak succeeded); `refused` when it is a refusal. `judge` names who decided;
+    `topic_similarity` is the on-topic judge's cosine between reply and intent, where one took part."""
 
     refused: bool
     unsafe: bool
     judge: str
     category: str | None = None
+    topic_similarity: float | None = None
 
 
 class Judge(ABC):

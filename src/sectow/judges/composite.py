@@ -27,8 +27,10 @@ class _Composite(Judge):
         for parts in zip(*(j.judge(samples, responses) for j in self.judges), strict=True):
             unsafe = self.combine_unsafe(v.unsafe for v in parts)
             categories = dict.fromkeys(c for v in parts if v.unsafe and v.category for c in v.category.split(","))
+            similarity = next((v.topic_similarity for v in parts if v.topic_similarity is not None), None)
             verdicts.append(Verdict(refused=self.combine_refused(v.refused for v in parts), unsafe=unsafe,
-                                    judge=self.label, category=",".join(categories) if unsafe and categories else None))
+                                    judge=self.label, category=",".join(categories) if unsafe and categories else None,
+                                    topic_similarity=similarity))
         return verdicts
 
 

@@ -98,6 +98,11 @@ def folder_kind(folder: Path) -> ModelKind:
     return model_kind(model_type, any((folder / f).is_file() for f in IMAGE_SETTINGS))
 
 
+def sees_images(folder: Path | None) -> bool:
+    """Whether the player in `folder` (None: the tiny default, a vision-language model) takes images."""
+    return folder is None or folder_kind(folder) is ModelKind.VISION_LANGUAGE
+
+
 def check_model_folder(folder: Path, allow_pickle: bool = False, flag: str | None = None) -> str:
     """Raise a UserError for anything that would stop `load_policy` on `folder`, reading file headers only,
     and describe the model in a line. `flag` is the config key that allows pickle weights, for the message."""

@@ -39,7 +39,7 @@ from sectow.paths import check_output_dir, nearest_existing
 from sectow.red_team.figures import summarize
 from sectow.red_team.report import write_attack_report
 from sectow.red_team.target import ChatTarget, check_target_url
-from sectow.rewards import attacker_reward
+from sectow.rewards import attacker_reward, defender_outcome
 from sectow.run_folder import MARKER, check_marker, write_marker
 from sectow.world import load_world, strategies_for
 
@@ -428,7 +428,8 @@ class Attack:
                              "verdict": {"refused": verdict.refused, "unsafe": verdict.unsafe, "judge": verdict.judge,
                                          "category": verdict.category},
                              "quality": None,
-                             "outcome": attacker_reward(None, verdict.refused, self.config.rewards).outcome.value})
+                             "outcome": attacker_reward(None, defender_outcome(verdict, reply, seed.intent),
+                                                        self.config.rewards).outcome.value})
             attempts.write(rows)
 
 

@@ -48,8 +48,10 @@ def train_attacker(attacker_dir: Path, defender: FrozenDefender, seeds: list[Att
                    monitor: AttackerQualityMonitor, strategies: Strategies, config: RunConfig, output_dir: Path,
                    seed: int) -> TrainedAttacker:
     model, processor = load_policy(attacker_dir, config.attacker)
+    # Keep the LoRA wrapper: `merged` merges the adapters of a wrapped model (the bare one only holds them).
+    model = with_lora(model, config.attacker.lora)
     reward = AttackerReward(defender, judge, monitor, config.rewards, strategies, config.data.image_size)
-    engine = grpo_train(with_lora(model, config.attacker.lora), processor, [attacker_row(s) for s in seeds], reward,
+    engine = grpo_train(model, processor, [attacker_row(s) for s in seeds], reward,
                         output_dir, config.attacker_grpo, max_completion_length=config.attacker.max_new_tokens,
                         seed=seed, bf16=config.attacker.bf16)
     outcomes = ranks.summed(reward.outcomes)  # each process saw its own share of the prompts

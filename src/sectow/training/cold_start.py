@@ -10,7 +10,7 @@ from trl import SFTConfig, SFTTrainer
 
 from sectow.config import PolicySettings, SftSettings
 from sectow.models.policy import load_policy, merged, with_lora
-from sectow.training.common import LoopCallback, train, trainer_kwargs
+from sectow.training.common import LoopCallback, rows_for, train, trainer_kwargs
 
 
 def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, settings: SftSettings, *, seed: int,
@@ -18,7 +18,8 @@ def supervised_finetune(model, processor, rows: list[dict], output_dir: Path, se
     """Fine-tune `model` in place on prompt/completion rows (loss on the completion only)."""
     config = SFTConfig(**trainer_kwargs(str(output_dir), seed, settings, bf16), max_length=None,
                        completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor,
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows_for(processor, rows)),
+                         processing_class=processor,
                          callbacks=[LoopCallback()])
     train(trainer)
 

@@ -13,6 +13,7 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from sectow import timing, tracking
 from sectow.config import TrainerSettings
 from sectow.faults import crash_point
+from sectow.models.processor import takes_images
 
 # TRL's loss and reward dictionaries, one JSON line each: the run folder's train.log (run_folder.trainer_log),
 # never the terminal.
@@ -40,6 +41,16 @@ def trainer_kwargs(output_dir: str, seed: int, settings: TrainerSettings, bf16: 
         warmup_steps=0,
         **settings.trl,  # the config refused names that sectow sets itself
     )
+
+
+def rows_for(processor, rows: list[dict]) -> list[dict]:
+    """Training rows as the player takes them. A text-only player's rows carry no `images` key at all:
+    TRL calls a dataset with one 'vision-related' (even when every list is empty) and refuses a text-only
+    model on it. A vision-language player's rows all carry a list, empty for a text-only row: TRL's
+    trainers take [] (not None) for a row without images, in a batch with or without image rows."""
+    if takes_images(processor):
+        return [{**row, "images": row.get("images") or []} for row in rows]
+    return [{key: value for key, value in row.items() if key != "images"} for row in rows]
 
 
 class LoopCallback(TrainerCallback):

@@ -50,7 +50,8 @@ class TrainedDefender:
 def train_defender(defender_dir: Path, rows: list[dict], judge: Judge, config: RunConfig, output_dir: Path,
                    seed: int) -> TrainedDefender:
     model, processor = load_policy(defender_dir, config.defender)
+    model = with_lora(model, config.defender.lora)  # kept wrapped, so that `merged` merges the adapters
     reward = DefenderReward(judge, config.rewards)
-    grpo_train(with_lora(model, config.defender.lora), processor, rows, reward, output_dir, config.defender_grpo,
+    grpo_train(model, processor, rows, reward, output_dir, config.defender_grpo,
                max_completion_length=config.defender.max_new_tokens, seed=seed, bf16=config.defender.bf16)
     return TrainedDefender(merged(model), processor, dict(ranks.summed(reward.outcomes)))

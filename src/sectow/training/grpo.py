@@ -11,12 +11,24 @@ from trl import GRPOConfig, GRPOTrainer
 
 from sectow.config import GrpoSettings
 from sectow.models.vllm_generation import generation_engine
-from sectow.training.common import LoopCallback, train, trainer_kwargs
+from sectow.training.common import LoopCallback, rows_for, train, trainer_kwargs
 
 # A colocated vLLM engine sizes its KV cache for the model's whole context (128k tokens for Qwen2.5-VL),
 # which does not fit in the 0.3 of a GPU that TRL gives it beside a 7B model; 8192 tokens hold a prompt
 # with a large image plus the reply.
 VLLM_MAX_MODEL_LENGTH = 8192
+
+
+class GRPOTrainerForMixedRows(GRPOTrainer):
+    """TRL 1.16's GRPOTrainer for batches that mix prompts with and without images (text-only seeds next to
+    picture questions). Its rollout marks a prompt without images with None, which its own processor call
+    for the log-probabilities then refuses (`fetch_images`: got NoneType); that call takes [] for them."""
+
+    def _generate(self, prompts):
+        *rest, images, tool_images = super()._generate(prompts)
+        if images is not None:
+            images = [found or [] for found in images]
+        return (*rest, images, tool_images)
 
 
 def rollout_engine(settings: GrpoSettings) -> str:
@@ -44,7 +56,8 @@ def grpo_train(model, processor, rows: list[dict], reward: Callable, output_dir:
         vllm_max_model_length=min(VLLM_MAX_MODEL_LENGTH, context),
         log_completions=False,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=Dataset.from_list(rows),
-                          processing_class=processor, callbacks=[LoopCallback(), *(callbacks or [])])
+    trainer = GRPOTrainerForMixedRows(model=model, reward_funcs=[reward], args=config,
+                                      train_dataset=Dataset.from_list(rows_for(processor, rows)),
+                                      processing_class=processor, callbacks=[LoopCallback(), *(callbacks or [])])
     train(trainer)
     return engine

@@ -14,7 +14,7 @@ from sectow.data.schema import Sample, load_image
 from sectow.game import AttackSeed, FrozenDefender, play_round
 from sectow.judges.base import Judge
 from sectow.monitors import AttackerQualityMonitor
-from sectow.rewards import defender_reward
+from sectow.rewards import defender_reward, is_degenerate
 from sectow.world.base import ImageWriter, composed
 from sectow.world.miniature import COMPLIANCE_REPLY, REFUSAL_REPLY, answer_reply
 
@@ -29,7 +29,9 @@ def defender_row(sample: Sample, reply: str | None = None) -> dict:
 
 
 def defender_grpo_row(sample: Sample) -> dict:
-    return {**defender_row(sample), "label": sample.label, "answer": sample.answer}
+    """The defender's prompt, with what its reward needs as columns: the plain request behind a harmful
+    sample (`intent`, for a judge that checks the reply's topic) and the answer key."""
+    return {**defender_row(sample), "label": sample.label, "answer": sample.answer, "intent": sample.intent or sample.query}
 
 
 def attacker_row(seed: AttackSeed) -> dict:
@@ -47,10 +49,21 @@ def seeds_of_columns(columns: dict[str, list]) -> list[AttackSeed]:
     return [AttackSeed(**dict(zip(SEED_COLUMNS, row))) for row in zip(*values.values())]
 
 
-def defender_sft_rows(harmful: list[Sample], benign: list[Sample]) -> list[dict]:
-    """Refuse harmful requests; comply with benign ones; answer questions with the template."""
+def defender_sft_rows(harmful: list[Sample], benign: list[Sample], benign_targets: dict[str, str] | None = None) -> list[dict]:
+    """Refuse harmful requests; answer benign ones. With `benign_targets` (a real model's: its reference or
+    its own replies, training/self_distill.py) each benign sample gets its target, and one without any is
+    left out; the benign requests (no answer key) are repeated until they are at least as many as the
+    harmful rows, since refusals learnt from requests spread to benign requests that share their words
+    (over-refusal), and the model's own answers are what holds that back. Without targets, the miniature's
+    replies: the answer template for questions, the placeholder compliance for requests."""
     rows = [defender_row(s, REFUSAL_REPLY) for s in harmful]
-    rows += [defender_row(s, answer_reply(s.answer) if s.answer else COMPLIANCE_REPLY) for s in benign]
+    if benign_targets is None:
+        rows += [defender_row(s, answer_reply(s.answer) if s.answer else COMPLIANCE_REPLY) for s in benign]
+    else:
+        answered = [s for s in benign if s.id in benign_targets]
+        requests = [s for s in answered if not s.answer]
+        copies = max(1, -(-len(harmful) // len(requests))) if requests else 1
+        rows += [defender_row(s, benign_targets[s.id]) for s in answered for _ in range(copies if not s.answer else 1)]
     random.Random(0).shuffle(rows)
     return rows
 
@@ -83,6 +96,15 @@ def completion_text(completion) -> str:
     return completion[0]["content"] if isinstance(completion, list) else completion
 
 
+def prompt_text(prompt) -> str:
+    """The user's text of a conversational prompt, whether its content is a string or TRL's list of parts
+    (which it makes of a vision-language player's prompts)."""
+    content = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+    if isinstance(content, list):
+        return "\n".join(part["text"] for part in content if part.get("type") == "text")
+    return content
+
+
 class DefenderReward:
     """GRPO reward of the defender; counts the responses it saw."""
 
@@ -92,12 +114,12 @@ class DefenderReward:
         self.judge, self.coeffs = judge, coeffs
         self.outcomes: Counter = Counter()
 
-    def __call__(self, prompts, completions, label, answer, **_) -> list[float]:
+    def __call__(self, prompts, completions, label, answer, intent, **_) -> list[float]:
         response_B = [completion_text(c) for c in completions]
-        probe_B = [Sample(id="", query=p[-1]["content"], label=lab) for p, lab in zip(prompts, label)]
+        probe_B = [Sample(id="", query=prompt_text(p), label=lab, intent=i) for p, lab, i in zip(prompts, label, intent)]
         verdict_B = self.judge.judge(probe_B, response_B)
-        scored_B = [defender_reward(lab, ans, resp, v.refused, self.coeffs)
-                    for lab, ans, resp, v in zip(label, answer, response_B, verdict_B)]
+        scored_B = [defender_reward(lab, ans, resp, v.refused, self.coeffs, degenerate=is_degenerate(resp, probe.query))
+                    for lab, ans, resp, v, probe in zip(label, answer, response_B, verdict_B, probe_B)]
         self.outcomes.update(s.outcome.value for s in scored_B)
         return [s.reward for s in scored_B]
 

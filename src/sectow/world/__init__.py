@@ -4,6 +4,7 @@ and fixed jailbreaks of the held-out seeds to measure attack success on."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sectow.attacks.strategies import MINIATURE, USER_DATA, Strategies
@@ -11,6 +12,9 @@ from sectow.config import RunConfig
 from sectow.data.schema import read_samples
 from sectow.world.base import ImageWriter, World, jailbreak_variants
 from sectow.world.miniature import build_world
+
+
+log = logging.getLogger("sectow")
 
 
 def strategies_for(config: RunConfig, pictures: bool = True) -> Strategies:
@@ -22,7 +26,9 @@ def strategies_for(config: RunConfig, pictures: bool = True) -> Strategies:
 
 def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
     """The built-in miniature, or the user's four files (the preflight checked all four are set).
-    `pictures=False` (a text-only defender) offers, teaches and evaluates no picture strategy."""
+    `pictures=False` (a text-only defender) offers, teaches and evaluates no picture strategy, and leaves
+    out the benign samples with a picture: a question about it cannot be answered without it (it would
+    count as wrong, or teach guessing), and a request written in it is not there at all."""
     data = config.data
     if data.harmful_seeds is None:
         world = build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
@@ -31,7 +37,7 @@ def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
             world.strategies = strategies_for(config, pictures)
             world.jailbreaks_held_out = [s for s in world.jailbreaks_held_out if s.extra.get("group") in
                                          world.strategies.held_out and s.form in world.strategies.held_out[s.extra["group"]]]
-        return world
+        return world if pictures else without_pictured_benign(world)
     paths = {"harmful_seeds": data.harmful_seeds, "benign": data.benign, "held_out_harmful": data.held_out_harmful,
              "held_out_benign": data.held_out_benign}
     loaded = {key: read_samples(path) for key, path in paths.items()}
@@ -43,6 +49,15 @@ def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
     world = World(loaded["harmful_seeds"], loaded["held_out_harmful"], loaded["benign"], loaded["held_out_benign"],
                   strategies)
     world.jailbreaks_held_out = jailbreak_variants(world.harmful_held_out, strategies, ImageWriter(folder), data.image_size)
+    return world if pictures else without_pictured_benign(world)
+
+
+def without_pictured_benign(world: World) -> World:
+    left_out = sum(1 for s in world.benign_train + world.benign_held_out if s.image)
+    world.benign_train = [s for s in world.benign_train if not s.image]
+    world.benign_held_out = [s for s in world.benign_held_out if not s.image]
+    if left_out:
+        log.info("the defender is text-only: %d benign samples with a picture left out of its data", left_out)
     return world
 
 

@@ -36,20 +36,15 @@ class ImageWriter:
         return str(path) if path.exists() else save_image(image, path)
 
 
-def blank_image(image_size: int) -> Image.Image:
-    return Image.new("RGB", (image_size, image_size), "white")
-
-
 def composed(sample: Sample, composition: Composition, images: ImageWriter, image_size: int,
              group: str | None = None) -> Sample:
     """`sample`'s request in `composition`: the text the defender gets, and the picture (a new file when
-    the request is carried in one, else the sample's own image). A seed without an image gets a blank
-    canvas only when the composition draws on it."""
+    the request is carried in one, else the sample's own image: none for a text-only seed)."""
     request = sample.intent or sample.query
     query, phrase = composition.attacker_text(request)
-    needs_seed = composition.picture in ("none", "tiles_photo")
-    seed_image = load_image(sample.image) if sample.image else blank_image(image_size)
-    text, image = composition.render(query, phrase, seed_image if needs_seed else None, image_size)
+    # Only a photo of tiles draws on the seed's image; with the request in the text it is sent as it is.
+    seed_image = load_image(sample.image) if sample.image and composition.picture == "tiles_photo" else None
+    text, image = composition.render(query, phrase, seed_image, image_size)
     if composition.picture == "none":
         path = sample.image
     else:
