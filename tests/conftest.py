@@ -35,3 +35,14 @@ def micro_run(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     assert main(["run", *micro_args(runs)]) == 0
     return (runs / "latest").resolve()
+
+
+@pytest.fixture(scope="session")
+def smollm2_folders(tmp_path_factory) -> dict[str, Path]:
+    """SmolLM2 prepared once per session from the installed wheel, both variants (about 20 s each): the text-only
+    `smollm2` and the vision-language `smollm2-vl`. Shared by tests/test_real_model.py and tests/test_real_run.py."""
+    from sectow.models import prepare
+
+    root = tmp_path_factory.mktemp("smollm2")
+    return {name: prepare.prepare_smollm2(root / name, vision=vision) for name, vision in (("smollm2", False),
+                                                                                          ("smollm2-vl", True))}

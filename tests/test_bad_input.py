@@ -370,12 +370,6 @@ def misfit_weights(model: Path) -> None:
         {"w": {"dtype": "F32", "shape": [4, 8], "data_offsets": [0, 8]}}, b"\0" * 8))
 
 
-def text_only_model(model: Path) -> None:
-    """The tiny model's files, but its config says it is a causal LM (Qwen2)."""
-    (model / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    (model / "processor_config.json").unlink()
-
-
 def pool_line(ws: Workspace, change: Callable[[dict], object]) -> None:
     path = ws.made / "pool" / "iteration-1.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -558,9 +552,8 @@ CASES.update({
                                                         "no image processor settings"),
     "model without a chat template": broken_model("attacker", lambda m: (m / "chat_template.jinja").unlink(),
                                                   "attacker: no chat template"),
-    "text-only model as a player": broken_model("defender", text_only_model,
-                                                "defender: a text-only causal LM; sectow run trains vision-language "
-                                                "players only for now (defender.path)"),
+    "model of yours on the toy world": Case(lambda ws: ws.run(f"defender.path={ws.models['tiny']}", data=False),
+                                            "defender.path is a model of yours, but no data is set"),
     "model path is a file": Case(lambda ws: ws.run(f"defender.path={ws.data / 'benign.jsonl'}"), "model folder not found"),
     # --- resuming: exact or refused ---
     "resume of a missing folder": Case(lambda ws: ["run", "--resume", str(ws.root / "nowhere")], "nowhere: no such folder"),

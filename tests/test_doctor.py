@@ -68,8 +68,11 @@ def test_pin_mismatch_warns(tmp_path, monkeypatch):
 
 def test_good_model_folder(tmp_path):
     folder = model_folder(tmp_path / "m")
-    code, rows = doctor_rows(tmp_path, [f"defender.path={folder}"])
+    code, rows = doctor_rows(tmp_path, [f"defender.path={folder}", "data.allow_builtin_world=true"])
     assert code == 0 and rows["defender model"][0] == "ok" and "qwen2_5_vl" in rows["defender model"][1]
+    # A model of yours on the toy world only when told: without consent the data row fails, saying how.
+    code, rows = doctor_rows(tmp_path, [f"defender.path={folder}"])
+    assert code == 1 and rows["data"][0] == "FAIL" and "data.allow_builtin_world=true" in rows["data"][1]
 
 
 @pytest.mark.parametrize("break_it,message", [
@@ -155,7 +158,7 @@ def test_judge_reachable_and_not(tmp_path):
 ])
 def test_disk_space_thresholds(tmp_path, monkeypatch, free_gib, model, status):
     monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: SimpleNamespace(free=free_gib * 1024 ** 3))
-    overrides = [f"defender.path={model_folder(tmp_path / 'm')}"] if model else []
+    overrides = [f"defender.path={model_folder(tmp_path / 'm')}", "data.allow_builtin_world=true"] if model else []
     code, rows = doctor_rows(tmp_path, overrides)
     assert rows["disk space"][0] == status
     assert rows["disk space"][1].startswith(f"{free_gib:.1f} GiB free at {tmp_path}")

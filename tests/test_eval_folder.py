@@ -92,7 +92,7 @@ def test_strict_refuses_any_skip_before_anything_is_written(world, tmp_path, cap
     (["--judge", "native", "--judge-option", "base_url=http://127.0.0.1:9", "--judge-option", "model=m",
       "--judge-option", "framng=raw"], "judge 'native': got an unexpected keyword argument 'framng'"),
     (["--judge-option", "nokey"], "--judge-option 'nokey': expected KEY=VALUE"),
-    (["--judge", "oracle"], "unknown judge 'oracle' (judges: refusal, guard, http, native)"),
+    (["--judge", "oracle"], "unknown judge 'oracle' (judges: refusal, guard, http, native, on_topic)"),
     (["--benchmark", "figstepp=/data"], "unknown benchmark 'figstepp'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output_folder(world, tmp_path, capsys, extra, message):

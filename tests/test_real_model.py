@@ -47,10 +47,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> Folders:
-    """Both variants, converted once for this file (about 20 s each)."""
-    root = tmp_path_factory.mktemp("prepared")
-    return Folders(prepare.prepare_smollm2(root / "smollm2"), prepare.prepare_smollm2(root / "smollm2-vl", vision=True))
+def folders(smollm2_folders) -> Folders:
+    """Both variants, converted once for the session (conftest.py)."""
+    return Folders(smollm2_folders["smollm2"], smollm2_folders["smollm2-vl"])
 
 
 @pytest.fixture(scope="module")

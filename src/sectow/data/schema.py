@@ -42,7 +42,7 @@ class Sample:
     answer: str | None = None  # a benign question's option letter, or its short exact answer
     category: str | None = None
     intent: str | None = None
-    form: str = "plain"  # how the request is presented: plain, roleplay, list, typography, ...
+    form: str = "plain"  # how the request is presented: plain, or a composition ("dan+story", "split", "figstep", ...)
     seed_id: str | None = None
     extra: dict = field(default_factory=dict)
 
