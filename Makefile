@@ -47,8 +47,10 @@ browser:
 		|| echo "could not install chromium: the report's rendering test will be skipped"; \
 	else echo "no /usr/bin/chromium: the report's rendering test will be skipped"; fi
 
+# Two workers, one per core (each test process uses one torch thread), a test file per worker so that its
+# module fixtures are made once: the suite alone keeps one of the 2 cores busy.
 test: install real-model-deps browser
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
