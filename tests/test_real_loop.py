@@ -287,9 +287,9 @@ def test_a_model_of_yours_needs_data_or_consent_for_the_builtin_world(models, tm
     check_run_inputs(load_config(None, [f"output_dir={tmp_path / 'runs'}"]))  # the tiny default's own world
 
 
-def test_benign_samples_with_a_picture_are_left_out_for_a_text_only_defender(tmp_path):
+def test_benign_samples_that_need_their_picture_are_left_out_for_a_text_only_defender(tmp_path):
     """A benign request whose words are in its picture (typography) says nothing to a defender that never
-    sees it: a text-only defender's world leaves out every benign sample with a picture, not only questions."""
+    sees it, nor does a question about the picture; a request in its text is sent as text."""
     Image.new("RGB", (56, 56), "white").save(tmp_path / "figstep.png")
     rows = [{"id": "t1", "query": "List the steps.", "label": "benign", "image": "figstep.png", "form": "typography"},
             {"id": "t2", "query": "Write a poem about the sea.", "label": "benign"}]
@@ -297,6 +297,13 @@ def test_benign_samples_with_a_picture_are_left_out_for_a_text_only_defender(tmp
     config = load_config(None, smollm2_data(f"data.held_out_benign={tmp_path / 'held_out_benign.jsonl'}"))
     assert [s.id for s in load_world(config, tmp_path / "world").benign_held_out] == ["t1", "t2"]
     assert [s.id for s in load_world(config, tmp_path / "world", pictures=False).benign_held_out] == ["t2"]
+    # The miniature: every sample has a picture; its requests in the text stay, its questions and its
+    # requests written in tiles go.
+    mini = load_world(load_config(None, []), tmp_path / "mini", pictures=False)
+    full = load_world(load_config(None, []), tmp_path / "mini")
+    requests = [s for s in full.benign_held_out if not s.answer and Composition.of(s.form).picture == "none"]
+    assert requests and [s.id for s in mini.benign_held_out] == [s.id for s in requests]
+    assert len(requests) < len(full.benign_held_out)
 
 
 # --- the self-instruct attacker ------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sectow.attacks.strategies import MINIATURE, USER_DATA, Strategies
+from sectow.attacks.strategies import MINIATURE, USER_DATA, Composition, Strategies
 from sectow.config import RunConfig
-from sectow.data.schema import read_samples
+from sectow.data.schema import Sample, read_samples
 from sectow.world.base import ImageWriter, World, jailbreak_variants
 from sectow.world.miniature import build_world
 
@@ -27,8 +27,7 @@ def strategies_for(config: RunConfig, pictures: bool = True) -> Strategies:
 def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
     """The built-in miniature, or the user's four files (the preflight checked all four are set).
     `pictures=False` (a text-only defender) offers, teaches and evaluates no picture strategy, and leaves
-    out the benign samples with a picture: a question about it cannot be answered without it (it would
-    count as wrong, or teach guessing), and a request written in it is not there at all."""
+    out the benign samples that need their picture (`needs_its_picture`)."""
     data = config.data
     if data.harmful_seeds is None:
         world = build_world(folder, seed=config.seed, questions_per_split=(data.questions, data.questions // 4),
@@ -52,12 +51,26 @@ def load_world(config: RunConfig, folder: Path, pictures: bool = True) -> World:
     return world if pictures else without_pictured_benign(world)
 
 
+def needs_its_picture(sample: Sample) -> bool:
+    """A question about its picture cannot be answered without it (it would count as wrong, or teach
+    guessing), and a request in a form that writes it into the picture (or a form sectow does not know)
+    is not there at all without it; a request in its text is sent as text."""
+    if not sample.image:
+        return False
+    if sample.answer:
+        return True
+    try:
+        return Composition.of(sample.form).picture != "none"
+    except ValueError:
+        return True
+
+
 def without_pictured_benign(world: World) -> World:
-    left_out = sum(1 for s in world.benign_train + world.benign_held_out if s.image)
-    world.benign_train = [s for s in world.benign_train if not s.image]
-    world.benign_held_out = [s for s in world.benign_held_out if not s.image]
+    left_out = sum(1 for s in world.benign_train + world.benign_held_out if needs_its_picture(s))
+    world.benign_train = [s for s in world.benign_train if not needs_its_picture(s)]
+    world.benign_held_out = [s for s in world.benign_held_out if not needs_its_picture(s)]
     if left_out:
-        log.info("the defender is text-only: %d benign samples with a picture left out of its data", left_out)
+        log.info("the defender is text-only: %d benign samples that need their picture left out of its data", left_out)
     return world
 
 
