@@ -22,7 +22,9 @@ import json
 import random
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from sectow.world.miniature import shape_image
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
@@ -103,21 +105,7 @@ def question_text(question: str, options: list[str]) -> str:
 
 
 def picture(rng: random.Random, colour: tuple[int, int, int]) -> Image.Image:
-    """A picture filled with a shade of `colour`, with a lighter circle, square or triangle on it."""
-    shade = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in colour)
-    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), shade)
-    draw = ImageDraw.Draw(image)
-    side = rng.randint(IMAGE_SIZE // 4, IMAGE_SIZE // 2)
-    x, y = rng.randint(0, IMAGE_SIZE - side), rng.randint(0, IMAGE_SIZE - side)
-    light = tuple(min(255, c + 60) for c in shade)
-    kind = rng.choice(("circle", "square", "triangle"))
-    if kind == "circle":
-        draw.ellipse((x, y, x + side, y + side), fill=light)
-    elif kind == "square":
-        draw.rectangle((x, y, x + side, y + side), fill=light)
-    else:
-        draw.polygon([(x + side // 2, y), (x, y + side), (x + side, y + side)], fill=light)
-    return image
+    return shape_image(rng, colour, IMAGE_SIZE, jitter=20)
 
 
 def write(name: str, rows: list[dict]) -> None:

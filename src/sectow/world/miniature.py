@@ -60,9 +60,10 @@ def question_text(template: str, options: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\nAnswer with the option's letter."
 
 
-def shape_image(rng: random.Random, colour: tuple[int, int, int], size: int) -> Image.Image:
-    """A picture filled with a shade of `colour`, with a lighter circle, square or triangle on it."""
-    shade = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour)
+def shape_image(rng: random.Random, colour: tuple[int, int, int], size: int, jitter: int = 25) -> Image.Image:
+    """A picture filled with a shade of `colour` (each channel within `jitter`), with a lighter circle,
+    square or triangle on it."""
+    shade = tuple(max(0, min(255, c + rng.randint(-jitter, jitter))) for c in colour)
     image = Image.new("RGB", (size, size), shade)
     draw = ImageDraw.Draw(image)
     side = rng.randint(size // 4, size // 2)
