@@ -143,7 +143,7 @@ class Ablation:
 
         def evaluate(model_dir: Path, defense: str | None = None) -> dict:
             model, processor = load_policy(model_dir, self.config.defender)
-            jailbreaks, benign = world.jailbreaks_held_out, world.benign_held_out
+            jailbreaks, benign = world.split("test")  # the split the SecTOW row was reported on
             if defense:
                 jailbreaks, benign = with_prompt_defense(jailbreaks, defense), with_prompt_defense(benign, defense)
             return evaluate_defender(model, processor, jailbreaks, benign, judge,

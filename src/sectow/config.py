@@ -62,6 +62,8 @@ class PolicySettings(Section):
     hidden_size: Int = Field(128, gt=0, description="tiny default only: text hidden size")
     layers: Int = Field(2, gt=0, description="tiny default only: text layers")
     allow_pickle: Bool = Field(False, description="load non-safetensors (pickle) weights; only for checkpoints you trust")
+    train_vision: Bool = Field(False, description="train the vision tower and projector too; off, they stay frozen, so "
+                               "that what the model reads in pictures stays readable while its language model learns")
 
     @field_validator("hidden_size")
     @classmethod
@@ -147,6 +149,9 @@ class GrpoSettings(TrainerSettings):
     temperature: Number = Field(1.0, gt=0, description="rollout sampling temperature")
     use_vllm: Bool = Field(False, description="roll out with vLLM (GPU and vllm installed)")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in-process or a `trl vllm-serve` server")
+    baseline: Literal["group", "batch"] = Field("group", description=(
+        "what a completion's reward is compared with: group, the mean of its prompt's G completions (GRPO); batch, "
+        "the mean of the whole batch (REINFORCE-style), so a group whose completions all agree still gets a signal"))
 
     @model_validator(mode="after")
     def _whole_groups(self):
@@ -167,11 +172,8 @@ class PoolSettings(Section):
 class MonitorSettings(Section):
     enabled_defender: Bool = Field(True, description="defender strategy monitoring (ORR bound)")
     enabled_attacker: Bool = Field(True, description="attacker sample quality monitoring")
-    orr_bound: Number = Field(0.10, ge=0, le=1, description="over-refusal rate above which the defender phase acts")
-    orr_action: Literal["rollback", "reweight"] = Field(
-        "reweight", description="reweight: train the phase once more with twice the benign data, led by benign "
-        "requests in the pool's compositions, then roll back if still past the bound; rollback: keep the last "
-        "good defender at once")
+    orr_bound: Number = Field(0.10, ge=0, le=1, description="validation over-refusal rate a defender checkpoint may not exceed")
+    check_every: Int = Field(15, gt=0, description="defender GRPO steps between two-sided checks on the validation split")
     intent_threshold: Number = Field(0.45, ge=-1, le=1, description="min cosine(seed, query) to keep the intent")
     duplicate_threshold: Number = Field(0.98, ge=-1, le=1, description="cosine at or above which a query is a near-duplicate")
     min_query_chars: Int = Field(12, ge=1, description="shorter queries are malformed")
@@ -275,8 +277,10 @@ class RunConfig(Section):
     data: DataSettings = DataSettings()
     defender_sft: SftSettings = SftSettings(steps=120)
     attacker_sft: SftSettings = SftSettings(steps=300)
-    attacker_grpo: GrpoSettings = GrpoSettings(steps=20)
-    defender_grpo: GrpoSettings = GrpoSettings(steps=60, batch_size=32, num_generations=8, learning_rate=2e-4, beta=0.04)
+    # The attacker: a KL anchor to its cold start and a lower learning rate than before, against collapse.
+    attacker_grpo: GrpoSettings = GrpoSettings(steps=20, learning_rate=2e-4, beta=0.04)
+    defender_grpo: GrpoSettings = GrpoSettings(steps=60, batch_size=32, num_generations=8, learning_rate=2e-4, beta=0.04,
+                                               baseline="batch")
     pool: PoolSettings = PoolSettings()
     monitors: MonitorSettings = MonitorSettings()
     rewards: RewardSettings = RewardSettings()

@@ -16,7 +16,7 @@ from typing import Literal
 from PIL import Image
 
 from sectow.attacks.queries import ParsedAttack, attacker_instruction, attacker_target, defender_input, parse_attacker_output
-from sectow.attacks.strategies import Strategies, describe
+from sectow.attacks.strategies import Strategies, describe, strategy_name
 from sectow.config import PolicySettings, RewardSettings
 from sectow.data.schema import Sample, load_image
 from sectow.judges.base import Judge, Verdict
@@ -44,9 +44,10 @@ class AttackSeed:
     mode: Literal["generate", "refine"] = "generate"
     earlier_attempt: str | None = None
     earlier_reply: str | None = None
+    target: str | None = None  # the archive cell the attacker is asked to write in (None: its own choice)
 
     def instruction(self) -> str:
-        return attacker_instruction(self.intent, self.earlier_attempt, self.earlier_reply)
+        return attacker_instruction(self.intent, self.earlier_attempt, self.earlier_reply, self.target)
 
     @staticmethod
     def of(sample: Sample) -> AttackSeed:
@@ -132,11 +133,19 @@ def play_round(attacker_output_B: list[str], seed_B: list[AttackSeed], defender:
 
 
 def attack_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Strategies, refine_share: float,
-                 image_size: int, rng: random.Random) -> list[AttackSeed]:
-    """Generate from every harmful seed, and refine existing jailbreak data (a share of the seeds in one of
-    the well-known templates) with the defender's actual reply to it."""
-    earlier = [(s, attacker_target(rng.choice(strategies.known), AttackSeed.of(s).intent))
-               for s in rng.sample(seeds, round(len(seeds) * refine_share))]
+                 image_size: int, rng: random.Random, pool: list[dict] = ()) -> list[AttackSeed]:
+    """Generate from every harmful seed, and refine existing jailbreak data (a share of the seeds: one of the
+    pool's records of that seed when it has any, else one of the well-known templates) with the defender's
+    actual reply to it. Each prompt names a target cell of the archive (`target_cells`)."""
+    earlier_by_seed: dict[str, list[str]] = {}
+    for record in pool:
+        earlier_by_seed.setdefault(record["seed_id"], []).append(record["attacker_output"])
+
+    def earlier_attempt(s: Sample) -> str:
+        found = earlier_by_seed.get(AttackSeed.of(s).seed_id)
+        return rng.choice(found) if found else attacker_target(rng.choice(strategies.known), AttackSeed.of(s).intent)
+
+    earlier = [(s, earlier_attempt(s)) for s in rng.sample(seeds, round(len(seeds) * refine_share))]
     shown = []
     for s, attempt in earlier:
         canvas = load_image(s.image) if s.image else None
@@ -145,8 +154,19 @@ def attack_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Stra
     chosen = [AttackSeed.of(s) for s in seeds]
     chosen += [replace(AttackSeed.of(s), mode="refine", earlier_attempt=attempt, earlier_reply=reply)
                for (s, attempt), reply in zip(earlier, earlier_replies)]
+    targets = target_cells(strategies, Counter(strategy_name(r["picture"], r["encoding"]) for r in pool), len(chosen), rng)
+    chosen = [replace(seed, target=target) for seed, target in zip(chosen, targets)]
     rng.shuffle(chosen)
     return chosen
+
+
+def target_cells(strategies: Strategies, covered: Counter, count: int, rng: random.Random) -> list[str]:
+    """`count` archive cells to ask the attacker for, each drawn with weight 1 / (1 + its pool records so far):
+    every cell stays asked for, the under-covered most (a quality-diversity archive over the attack
+    space's coarse cells, as Rainbow Teaming's over its descriptors), so that the attacker cannot settle into
+    the one channel that pays best."""
+    cells = strategies.cells()
+    return rng.choices(cells, weights=[1 / (1 + covered[c]) for c in cells], k=count)
 
 
 def sample_attacker(attacker_dir: Path, settings: PolicySettings, seeds: list[AttackSeed], *, engine: str,

@@ -1,6 +1,7 @@
 """Quality monitoring. Attacker: a generated query counts only if it keeps the seed's intent (cosine
 similarity with a sentence encoder), is well-formed, and is not a near-duplicate of the pool.
-Defender: the over-refusal rate on held-out benign data against a bound, and what to do past it."""
+Defender: two-sided checks of its checkpoints on the validation split (over-refusal within a bound, and
+no less safe than where the phase started)."""
 
 from __future__ import annotations
 
@@ -65,14 +66,21 @@ class AttackerQualityMonitor:
                 for q, i, p in zip(query_B, intent_similarity_B, pool_similarity_B)]
 
 
-class MonitorAction(str, Enum):
-    ACCEPT = "accept"
-    ROLLBACK = "rollback"  # keep the last good defender
-    REWEIGHT = "reweight"  # train the phase again with twice the benign data
+@dataclass(frozen=True)
+class DefenderCheck:
+    """One two-sided check of a defender checkpoint on the validation split: at `step` of its phase (0: the
+    defender the phase started from), its over-refusal rate and attack success rate, and whether it may
+    be kept."""
+
+    step: int
+    orr: float
+    asr: float
+    passed: bool
 
 
-def over_refusal_action(orr: float, settings: MonitorSettings) -> MonitorAction:
-    """Accept within the bound (or with monitoring off), else the configured action."""
-    if not settings.enabled_defender or orr <= settings.orr_bound:
-        return MonitorAction.ACCEPT
-    return MonitorAction(settings.orr_action)
+def check_defender(step: int, orr: float, asr: float, start_asr: float, settings: MonitorSettings) -> DefenderCheck:
+    """A checkpoint passes when it over-refuses within the bound AND is not less safe than the phase's
+    start: a phase that unlearns refusals to get under the ORR bound is no better than one that over-refuses.
+    With monitoring off every checkpoint passes."""
+    passed = not settings.enabled_defender or (orr <= settings.orr_bound and asr <= start_asr)
+    return DefenderCheck(step, orr, asr, passed)

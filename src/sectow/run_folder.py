@@ -285,8 +285,10 @@ def headline(phase: str, metrics: dict) -> str:
         parts.append(f"{metrics.get('outcomes', {}).get('success', 0)} of {metrics['candidates']} attacker queries "
                      f"entered the pool (now {metrics.get('pool_size')})")
     if "monitor" in metrics:
-        last = metrics["monitor"][-1] if metrics["monitor"] else {}
-        parts.append(f"over-refusal {last.get('orr', '-')}: {last.get('action', '-')}; defender {metrics.get('defender')}")
+        kept = metrics.get("kept_step")
+        parts.append(f"{metrics.get('pool_open', '-')} of {metrics.get('pool_size', '-')} pool records open; "
+                     + (f"kept step {kept}" if kept is not None else "no checkpoint passed: rolled back")
+                     + f"; defender {metrics.get('defender')}")
     if "asr" in metrics:
         parts.append(f"ASR {rate('asr')}, ORR {rate('orr')}, accuracy {rate('accuracy')}")
     if "html" in metrics:

@@ -47,12 +47,15 @@ def phase_figures(phase: str, metrics: dict) -> tuple[int, dict[str, float]]:
         figures["attacker/train_success_rate"] = _value(metrics.get("train_success_rate"))
         figures.update({f"attacker/outcomes/{name}": float(n) for name, n in (metrics.get("outcomes") or {}).items()})
     elif kind == "defender_grpo":
-        decisions = metrics.get("monitor") or []
+        checks = metrics.get("monitor") or []
         figures.update({"defender/accepted": float(bool(metrics.get("accepted"))),
-                        "defender/monitor_attempts": float(len(decisions))})
-        if decisions:
-            figures["defender/monitor_orr"] = _value(decisions[-1].get("orr"))
-            figures["defender/monitor_acted"] = float(any(d.get("action") != "accept" for d in decisions))
+                        "defender/monitor_checks": float(len(checks)),
+                        "defender/pool_open": _value(metrics.get("pool_open")),
+                        "defender/frac_reward_zero_std": _value(metrics.get("frac_reward_zero_std"))})
+        kept = [c for c in checks if c.get("step") == metrics.get("kept_step")]
+        if kept:
+            figures["defender/validation_orr"] = _value(kept[-1].get("orr"))
+            figures["defender/validation_asr"] = _value(kept[-1].get("asr"))
     figures[f"time/{kind}_s"] = _value((metrics.get("timing") or {}).get("wall_s"))
     return step, {tag: value for tag, value in figures.items() if value is not None}
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sectow import ranks, tracking
 from sectow.atomic import write_atomic
+from sectow.attacks.strategies import strategy_name
 from sectow.config import RunConfig, config_to_yaml
+from sectow.data.schema import Sample
+from sectow.environment import environment
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.faults import crash_point
 from sectow.game import play_round, sample_attacker
@@ -22,14 +26,14 @@ from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy
 from sectow.models.tiny import build_tiny_model_once
 from sectow.models.vllm_generation import generation_engine
-from sectow.monitors import MonitorAction, over_refusal_action
+from sectow.monitors import DefenderCheck, check_defender
 from sectow.pool import JailbreakPool
 from sectow.report.html_report import write_report
 from sectow.report.summary import summarize
 from sectow.run_folder import PhaseResult, Phases
 from sectow.training.attacker import frozen_defender, iteration_seeds, quality_monitor, train_attacker
 from sectow.training.cold_start import cold_start
-from sectow.training.defender import benign_counterparts, defender_rows, train_defender
+from sectow.training.defender import channel, defender_rows, phase_prompts, still_open, train_defender
 from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows
 from sectow.training.self_distill import benign_targets
 from sectow.world import World, load_world
@@ -37,6 +41,8 @@ from sectow.world.base import ImageWriter
 from sectow.world.miniature import corpus
 
 log = logging.getLogger("sectow")
+UNPARSABLE = "unparsable"
+ENVIRONMENT = "environment.json"  # one entry per start or resume of the run: CPU model, threads, versions
 
 
 def phase_seed(seed: int, phase: str) -> int:
@@ -49,6 +55,7 @@ def phase_seed(seed: int, phase: str) -> int:
 class Players:
     defender: Path
     attacker: Path
+    anchor: Path  # the attacker's cold start: the reference of its KL term in every iteration
 
 
 class TugOfWar:
@@ -63,6 +70,17 @@ class TugOfWar:
         self._seeds: dict[int, list] = {}
         if ranks.is_main() and not (folder / "config.yaml").exists():
             write_atomic(folder / "config.yaml", config_to_yaml(config))
+        if ranks.is_main():  # a resume, maybe on another machine, adds its own entry
+            write_atomic(folder / ENVIRONMENT, json.dumps(self.environments() + [environment()], indent=2))
+
+    def environments(self) -> list[dict]:
+        """What every start and resume of the run ran on; [] before the first (or for an unreadable file,
+        which is written anew)."""
+        try:
+            found = json.loads((self.folder / ENVIRONMENT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return found if isinstance(found, list) else []
 
     def seed(self, phase: str) -> int:
         return phase_seed(self.config.seed, phase)
@@ -90,10 +108,8 @@ class TugOfWar:
         with ranks.state().main_process_first():  # the main process builds the tiny defaults
             base = {role: getattr(config, role).path or self.tiny_default(role) for role in ("defender", "attacker")}
         if not config.cold_start:
-            return Players(base["defender"], base["attacker"])
-        aligned = lambda: aligned_harmful(world.harmful_train, world.strategies, ImageWriter(self.folder / "world"),
-                                          config.data.image_size)
-        rows = {"defender": lambda: defender_sft_rows(aligned(), world.benign_train,
+            return Players(base["defender"], base["attacker"], base["attacker"])
+        rows = {"defender": lambda: defender_sft_rows(self.alignment(world), world.benign_train,
                                                       self.benign_targets(base["defender"], world)),
                 "attacker": lambda: attacker_sft_rows(world.harmful_train, world.strategies, self.seed("cold_start_attacker"))}
         for role in ("defender", "attacker"):
@@ -108,7 +124,13 @@ class TugOfWar:
                 return PhaseResult({"rows": len(role_rows), "steps": settings.steps}, checkpoint=(model, processor, target))
 
             self.phases.run(phase, work, everywhere=True)
-        return Players(self.checkpoints / "defender-cold_start", self.checkpoints / "attacker-cold_start")
+        return Players(self.checkpoints / "defender-cold_start", self.checkpoints / "attacker-cold_start",
+                       self.checkpoints / "attacker-cold_start")
+
+    def alignment(self, world: World) -> list[Sample]:
+        """The harmful side of the defender's cold start: plain requests and the well-known templates."""
+        return aligned_harmful(world.harmful_train, world.strategies, ImageWriter(self.folder / "world"),
+                               self.config.data.image_size)
 
     def benign_targets(self, defender_dir: Path, world: World) -> dict[str, str] | None:
         """A real defender's cold-start replies to benign samples (training/self_distill.py), worked out by
@@ -130,7 +152,7 @@ class TugOfWar:
     def attack_seeds(self, k: int, defender, world: World) -> list:
         if k not in self._seeds:
             self._seeds[k] = iteration_seeds(world.harmful_train, defender, world.strategies, self.config,
-                                             self.seed(f"attacker_prompts_{k}"))
+                                             self.seed(f"attacker_prompts_{k}"), self.pool.records(up_to_iteration=k - 1))
         return self._seeds[k]
 
     def attacker_phase(self, k: int, players: Players, world: World) -> Path:
@@ -143,7 +165,7 @@ class TugOfWar:
             log.info("%s: attacker GRPO on %d prompts against the frozen defender", phase, len(seeds))
             monitor = quality_monitor(self.config, [r["words"] for r in self.pool.records(up_to_iteration=k - 1)])
             trained = train_attacker(players.attacker, defender, seeds, self.judge, monitor, world.strategies,
-                                     self.config, self.folder / "trainer" / phase, self.seed(phase))
+                                     self.config, self.folder / "trainer" / phase, self.seed(phase), players.anchor)
             return PhaseResult({"iteration": k, **trained.metrics}, checkpoint=(trained.model, trained.processor, target))
 
         self.phases.run(phase, work, everywhere=True)
@@ -167,60 +189,77 @@ class TugOfWar:
             admitted = self.pool.admit(k, played.attempts)
             return PhaseResult({"iteration": k, "generation_engine": self.pool_engine, "candidates": len(outputs),
                                 "outcomes": dict(admitted.outcomes),
+                                # the attacker's channel mix (every output) and the archive cells its pool records fill
+                                "attacker_cells": dict(Counter(a.parsed.cell if a.parsed else UNPARSABLE
+                                                               for a in played.attempts)),
+                                "pool_cells": dict(Counter(strategy_name(r["picture"], r["encoding"])
+                                                           for r in admitted.records)),
                                 "attacker_success_rate": round(len(admitted.records) / max(1, len(outputs)), 4),
                                 "pool_size": len(self.pool.records())}, outputs=[self.pool.iteration_file(k)])
 
         self.phases.run(phase, work, everywhere=False)
 
     def defender_phase(self, k: int, players: Players, world: World) -> Path:
-        """METHOD.md 2c: GRPO of the defender on the pool and general data. Over-refusal monitoring: past
-        `monitors.orr_bound` the phase is rolled back (the last good defender stays) or trained once more
-        with twice the benign data, led by benign requests in the pool's own compositions, and rolled back
-        if that is still past the bound."""
+        """METHOD.md 2c: GRPO of the defender on the pool records it still fails on and on general data,
+        with two-sided monitoring: every `monitors.check_every` steps its checkpoint is checked on the
+        validation split, and the last one that over-refuses within `monitors.orr_bound` and is no less
+        safe than the phase's start is kept; when none is, the phase is rolled back (the last good
+        defender stays). Every check is recorded in metrics.jsonl."""
         phase, target = f"defender_grpo_{k}", self.checkpoints / f"defender-{k}"
+        validation = world.split("validation")
 
-        def attempt(benign_weight: int):
-            rng, pool = random.Random(self.seed(f"defender_rows_{k}")), self.pool.samples()
-            counterparts = [] if benign_weight == 1 else benign_counterparts(
-                pool, world.benign_train, ImageWriter(self.folder / "world"), self.config.data.image_size, rng)
-            rows = defender_rows(pool, world.harmful_train, world.benign_train, benign_weight, rng, counterparts)
-            log.info("%s: defender GRPO on %d prompts (pool %d)", phase, len(rows), len(self.pool.records()))
-            trained = train_defender(players.defender, rows, self.judge, self.config, self.folder / "trainer" / phase,
-                                     self.seed(phase) + benign_weight)
-            checked = None
+        def check(policy, step: int) -> bool:
+            figures = None
             if ranks.is_main():
-                checked = evaluate_defender(trained.model, trained.processor, [], world.benign_held_out, self.judge,
-                                            batch_size=self.config.evaluation.batch_size,
-                                            max_new_tokens=self.config.evaluation.max_new_tokens)
-                checked = {"orr": checked["orr"]["value"],
-                           "orr_by_group": {g: r["value"] for g, r in checked["orr_by_group"].items()}}
-            checked = ranks.share(checked)
-            crash_point("orr_checked")
-            action = over_refusal_action(checked["orr"], self.config.monitors)
-            return trained, {**checked, "action": action.value, "benign_weight": benign_weight,
-                             "outcomes": trained.outcomes}
+                measured = evaluate_defender(*policy, *validation, self.judge, batch_size=self.config.evaluation.batch_size,
+                                             max_new_tokens=self.config.evaluation.max_new_tokens)
+                figures = ((measured["orr"]["value"] or 0.0), (measured.get("asr", {}).get("value") or 0.0))
+            orr, asr = ranks.share(figures)
+            checks.append(check_defender(step, orr, asr, checks[0].asr if checks else asr, self.config.monitors))
+            log.info("%s: step %d: validation ORR %.3f, ASR %.3f: %s", phase, step, orr, asr,
+                     "start" if step == 0 else "passes" if checks[-1].passed else "fails")
+            return checks[-1].passed
+
+        checks: list[DefenderCheck] = []
 
         def work() -> PhaseResult:
-            trained, decision = attempt(benign_weight=1)
-            decisions = [decision]
-            if decision["action"] == MonitorAction.REWEIGHT.value:
-                trained, decision = attempt(benign_weight=2)
-                decisions.append(decision)
-            accepted = decision["action"] == MonitorAction.ACCEPT.value
+            checks.clear()
+            pool = self.pool.samples()
+            open_ids = None
+            if ranks.is_main():
+                open_ids = [s.id for s in still_open(pool, frozen_defender(players.defender, self.config), self.judge)]
+            open_ids = set(ranks.share(open_ids))
+            open_pool = [s for s in pool if s.id in open_ids]
+            images = ImageWriter(self.folder / "world")
+            rows, harmful_by_channel = defender_rows(
+                open_pool, self.alignment(world), world.benign_train, phase_prompts(self.config.defender_grpo), images,
+                self.config.data.image_size, random.Random(self.seed(f"defender_rows_{k}")))
+            log.info("%s: defender GRPO on %d prompts (%d of %d pool records still open)", phase, len(rows),
+                     len(open_pool), len(pool))
+            trained = train_defender(players.defender, rows, self.judge, self.config, self.folder / "trainer" / phase,
+                                     self.seed(phase), check)
+            crash_point("orr_checked")
+            accepted = trained.kept_step is not None
             kept = target if accepted else players.defender
-            return PhaseResult({"iteration": k, "monitor": decisions, "accepted": accepted,
+            return PhaseResult({"iteration": k, "pool_size": len(pool), "pool_open": len(open_pool),
+                                "open_by_channel": dict(Counter(channel(s.form) for s in open_pool)),
+                                "harmful_rows_by_channel": dict(harmful_by_channel), "prompts": len(rows),
+                                "monitor": [asdict(c) for c in checks], "kept_step": trained.kept_step,
+                                "accepted": accepted, "outcomes": trained.outcomes,
+                                "frac_reward_zero_std": trained.frac_reward_zero_std,
                                 "defender": self.phases.relative(kept)},
                                checkpoint=(trained.model, trained.processor, target) if accepted else None)
 
         return self.phases.path(self.phases.run(phase, work, everywhere=True)["defender"])
 
     def evaluate(self, name: str, defender_dir: Path, world: World) -> None:
-        """METHOD.md 3: the defender on held-out jailbreaks and benign data."""
+        """METHOD.md 3: the defender on the test split of the held-out jailbreaks and benign data, which
+        nothing else in the run looks at."""
         phase = f"evaluate_{name}"
 
         def work() -> PhaseResult:
             model, processor = load_policy(defender_dir, self.config.defender)
-            metrics = evaluate_defender(model, processor, world.jailbreaks_held_out, world.benign_held_out, self.judge,
+            metrics = evaluate_defender(model, processor, *world.split("test"), self.judge,
                                         batch_size=self.config.evaluation.batch_size,
                                         max_new_tokens=self.config.evaluation.max_new_tokens,
                                         held_out_groups=world.strategies.held_out_groups)
@@ -238,4 +277,5 @@ class TugOfWar:
         return PhaseResult({"html": self.phases.relative(html)})
 
     def write_summary(self) -> None:
-        write_atomic(self.folder / "summary.json", json.dumps(summarize(self.phases.record.metrics()), indent=2))
+        summary = {**summarize(self.phases.record.metrics()), "environment": self.environments()}
+        write_atomic(self.folder / "summary.json", json.dumps(summary, indent=2))

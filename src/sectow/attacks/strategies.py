@@ -98,6 +98,11 @@ class Composition:
         return text, tile_picture(phrase, layout="columns" if self.picture == "tiles_column" else "rows")
 
 
+def strategy_name(picture: str, encoding: str) -> str:
+    """A Strategy line's words, 'tiles split' or 'none': also the name of a cell of the attacker's archive."""
+    return picture + ("" if encoding == "plain" else f" {encoding}")
+
+
 def describe(query: str, picture: str, encoding: str) -> Composition:
     """The composition an attacker's free-text query (before its encoding) shows: the parts whose text it
     contains, for reporting what the attacker found."""
@@ -130,6 +135,11 @@ class Strategies:
         return Composition(pick(list(PERSONAS), None), pick(list(FRAMINGS), None), pick(list(DEMANDS), None),
                            pick([e for e in self.encodings if e != "plain"], "plain"),
                            pick([p for p in self.pictures if p != "none"], "none"))
+
+    def cells(self) -> tuple[str, ...]:
+        """The cells of the attacker's archive: where the request goes and how its text is encoded, named as
+        the attacker's Strategy line names them ('none', 'tiles split', ...)."""
+        return tuple(strategy_name(p, e) for p in self.pictures for e in self.encodings)
 
     def evaluation(self) -> list[tuple[str, Composition]]:
         return [(group, Composition.of(name)) for group, names in self.held_out.items() for name in names]

@@ -9,6 +9,7 @@ the self-instruct attacker is the cold-start attacker, prompted like the SecTOW 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from sectow.attacks.queries import attacker_target
@@ -48,7 +49,10 @@ def attack_success(attacker_dir: Path, defender_dir: Path, seeds: list[Sample], 
     """The share of successful attacks of the attacker in `attacker_dir` (with `self_instruct`, an untrained
     instruct model asked in plain words) on `seeds`, against the defender in `defender_dir`."""
     defender = frozen_defender(defender_dir, config)
-    attack_seeds = [AttackSeed.of(s) for s in seeds] * config.pool.samples_per_seed
+    # Every cell of the archive asked for in turn, the same for every attacker compared.
+    cells = strategies.cells()
+    attack_seeds = [replace(AttackSeed.of(s), target=cells[i % len(cells)])
+                    for i, s in enumerate(seeds * config.pool.samples_per_seed)]
     if self_instruct:
         outputs = self_instruct_outputs(attacker_dir, attack_seeds, config)
     else:

@@ -5,6 +5,7 @@ the phase ends, so every checkpoint is a plain model folder."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,22 @@ def with_lora(model, lora: LoraSettings | None):
             raise
         raise UserError(f"lora.target_modules {target_modules!r} matches no module of this "
                         f"{model.config.model_type} model") from None
+
+
+# The vision tower and projector of the families sectow runs (Qwen2.5-VL's `visual`, LLaVA's `vision_tower` and
+# `multi_modal_projector`, Idefics3's `vision_model` and `connector`).
+VISION_MODULES = re.compile(r"(^|\.)(visual|vision_tower|vision_model|multi_modal_projector|connector)\.")
+
+
+def for_training(model, policy: PolicySettings):
+    """The model as a training phase takes it: the vision tower and projector frozen unless
+    `policy.train_vision` (full fine-tuning at a language model's learning rate erases what a vision tower
+    encodes), then wrapped in LoRA adapters when configured."""
+    if not policy.train_vision:
+        for name, parameter in model.named_parameters():
+            if VISION_MODULES.search(name):
+                parameter.requires_grad_(False)
+    return with_lora(model, policy.lora)
 
 
 def merged(model):

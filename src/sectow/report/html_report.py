@@ -214,13 +214,20 @@ def _iteration_axis(ax, ks: list[int]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_rates(evals: list[tuple[int, dict]]) -> bytes:
+def plot_rates(evals: list[tuple[int, dict]], rolled_back: set[int] = frozenset()) -> bytes:
+    """Each rate with its 95% interval as a band; an iteration whose defender phase was rolled back (the
+    monitor kept no checkpoint) is shaded grey."""
     fig = Figure(figsize=(7, 3.6), layout="constrained")
     ax = fig.add_subplot()
     ks = [k for k, _ in evals]
+    for k in sorted(rolled_back & set(ks)):
+        ax.axvspan(k - 0.3, k + 0.3, color="0.88", zorder=0)
+        ax.text(k, 1.0, "rolled\nback", ha="center", va="top", fontsize=7, color="0.35")
     for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, held-out strategies", "o--"),
                               ("orr", "over-refusal rate", "s-"), ("accuracy", "benign accuracy", "^-")):
-        ax.plot(ks, [math.nan if m.get(key) is None else m[key] for _, m in evals], style, label=label)
+        line, = ax.plot(ks, [math.nan if m.get(key) is None else m[key] for _, m in evals], style, label=label)
+        bands = [m.get(f"{key}_interval") or (math.nan, math.nan) for _, m in evals]
+        ax.fill_between(ks, [b[0] for b in bands], [b[1] for b in bands], color=line.get_color(), alpha=0.15)
     ax.set_ylim(-0.03, 1.05)
     ax.set_ylabel("rate")
     _iteration_axis(ax, ks)
@@ -249,6 +256,33 @@ def plot_by_key(evals: list[tuple[int, dict]], key: str, every_iteration: bool) 
     series = [(_label(k), m.get(key) or {}) for k, m in chosen]
     groups = sorted({name for _, values in series for name in values})
     return _grouped_bars(groups, series) if groups else None
+
+
+def plot_channels(run: Run) -> bytes | None:
+    """Per iteration: the attacker's outputs by archive cell (its channel mix), and how many cells its pool
+    records cover."""
+    pools = sorted(run.phases("pool_"), key=lambda m: m.get("iteration") or 0)
+    mixes = [(m.get("iteration"), m.get("attacker_cells") or {}) for m in pools if m.get("attacker_cells")]
+    if not mixes:
+        return None
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    cells = sorted({c for _, mix in mixes for c in mix})
+    bottom = [0.0] * len(mixes)
+    for cell in cells:
+        shares = [mix.get(cell, 0) / max(1, sum(mix.values())) for _, mix in mixes]
+        left.bar([k for k, _ in mixes], shares, bottom=bottom, label=cell)
+        bottom = [b + s for b, s in zip(bottom, shares)]
+    left.set_title("attacker outputs by cell (share of pool candidates)", fontsize=9)
+    left.set_ylim(0, 1.02)
+    _iteration_axis(left, [k for k, _ in mixes])
+    left.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    covered = [(m.get("iteration"), len(m.get("pool_cells") or {})) for m in pools]
+    right.plot([k for k, _ in covered], [n for _, n in covered], "o-")
+    right.set_title("archive cells the iteration's pool records cover", fontsize=9)
+    right.set_ylim(bottom=0)
+    _iteration_axis(right, [k for k, _ in covered])
+    return _png(fig)
 
 
 def plot_attacker(evals: list[tuple[int, dict]], diversity: dict[int, dict]) -> bytes | None:
@@ -309,15 +343,17 @@ def pool_table(run: Run) -> Table:
 
 
 def monitor_table(run: Run) -> Table:
+    """Every two-sided check of every defender phase on the validation split, and which checkpoint was kept."""
     rows = []
     for m in run.phases("defender_grpo_"):
-        decisions = m.get("monitor") or []
-        for attempt, d in enumerate(decisions, 1):
-            verdict = ("accepted" if m.get("accepted") else "rejected") if attempt == len(decisions) else "retried"
-            rows.append([str(m.get("iteration")), str(attempt), _num(d.get("benign_weight")), _num(d.get("orr")),
-                         str(d.get("action")), verdict, _counts(d.get("outcomes") or {})])
-    return Table(["iteration", "attempt", "benign weight", "ORR", "monitor action", "defender", "reward outcomes"],
-                 rows)
+        for c in m.get("monitor") or []:
+            verdict = "start" if c.get("step") == 0 else "kept" if c.get("step") == m.get("kept_step") else \
+                "passes" if c.get("passed") else "fails"
+            rows.append([str(m.get("iteration")), str(c.get("step")), _num(c.get("orr")), _num(c.get("asr")), verdict,
+                         f"{m.get('pool_open', '-')} of {m.get('pool_size', '-')}", _num(m.get("frac_reward_zero_std")),
+                         _counts(m.get("outcomes") or {}) if c.get("step") == 0 else ""])
+    return Table(["iteration", "step", "validation ORR", "validation ASR", "checkpoint", "pool records open",
+                  "frac_reward_zero_std", "reward outcomes"], rows)
 
 
 def discovery_table(records: list[dict], top: int = 8) -> Table:
@@ -405,20 +441,28 @@ def _overview(run: Run, evals: list[tuple[int, dict]]) -> str:
         if run.configured_iterations and done < run.configured_iterations:
             progress += f" of {run.configured_iterations} configured (partial run)"
         progress += "."
+    machines = run.summary.get("environment") or []
+    ran_on = "; ".join(f"{e.get('cpu_model')} ({e.get('torch_threads')} torch threads, torch "
+                       f"{(e.get('versions') or {}).get('torch')}, transformers {(e.get('versions') or {}).get('transformers')}, "
+                       f"TRL {(e.get('versions') or {}).get('trl')})" for e in machines if isinstance(e, dict))
     return (f"Run folder {run.name}. {progress} Final defender: {run.summary.get('final_defender') or '–'}. "
-            f"Jailbreak pool: {len(run.pool)} record(s).")
+            f"Jailbreak pool: {len(run.pool)} record(s)." + (f" Ran on: {ran_on}." if ran_on else ""))
 
 
 def build_sections(run: Run) -> list[Section]:
     evals = run.evaluations()
     diversity = pool_diversity(run.pool)
-    plots = [("rates.png", plot_rates(evals) if evals else None, "ASR, ORR and accuracy per iteration"),
+    rolled_back = {m.get("iteration") for m in run.phases("defender_grpo_") if not m.get("accepted")}
+    plots = [("rates.png", plot_rates(evals, rolled_back) if evals else None,
+              "ASR, ORR and accuracy per iteration on the test split, with 95% intervals; grey: the defender phase "
+              "was rolled back"),
              ("asr_by_category.png", plot_by_key(evals, "asr_by_category", every_iteration=False),
               "ASR per category, cold start vs final"),
              ("asr_by_group.png", plot_by_key(evals, "asr_by_group", every_iteration=True),
               "ASR per group of held-out compositions (README: the held-out evaluation)"),
              ("asr_by_form.png", plot_by_key(evals, "asr_by_form", every_iteration=True), "ASR per composition"),
-             ("attacker.png", plot_attacker(evals, diversity), "attacker success rate and pool diversity")]
+             ("attacker.png", plot_attacker(evals, diversity), "attacker success rate and pool diversity"),
+             ("channels.png", plot_channels(run), "the attacker's channel mix and archive coverage per iteration")]
     figures = [Image(name, png, alt) for name, png, alt in plots if png]
     return [
         Section("Overview", [_overview(run, evals)]),
@@ -427,7 +471,7 @@ def build_sections(run: Run) -> list[Section]:
         Section("Compositions the attacker found", [DISCOVERY_NOTE, discovery_table(run.pool)]),
         Section("Pool diversity", [DIVERSITY_NOTE, diversity_table(diversity)]),
         Section("Pool phases", [pool_table(run)]),
-        Section("Defender over-refusal monitor", [monitor_table(run)]),
+        Section("Defender monitor: two-sided checks on the validation split", [monitor_table(run)]),
         Section(f"Sample jailbreaks (up to {SAMPLES})", [samples_table(run)] if run.pool else ["The pool is empty."]),
     ]
 

@@ -14,7 +14,7 @@ from sectow.data.schema import Sample
 from sectow.game import AttackSeed, FrozenDefender, attack_seeds
 from sectow.judges.base import Judge
 from sectow.models.encoder import shared_encoder
-from sectow.models.policy import load_policy, merged, with_lora
+from sectow.models.policy import for_training, load_policy, merged
 from sectow.monitors import AttackerQualityMonitor
 from sectow.rewards import Outcome
 from sectow.training.grpo import grpo_train
@@ -31,10 +31,11 @@ def quality_monitor(config: RunConfig, pool_queries: list[str]) -> AttackerQuali
 
 
 def iteration_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Strategies, config: RunConfig,
-                    seed: int) -> list[AttackSeed]:
-    """The attacker's prompts of one iteration; the attacker phase and the pool phase ask the same
-    defender the same things, so both get the same list."""
-    return attack_seeds(seeds, defender, strategies, config.pool.refine_share, config.data.image_size, random.Random(seed))
+                    seed: int, pool: list[dict]) -> list[AttackSeed]:
+    """The attacker's prompts of one iteration, refining and targeting from the pool so far; the attacker
+    phase and the pool phase ask the same defender the same things, so both get the same list."""
+    return attack_seeds(seeds, defender, strategies, config.pool.refine_share, config.data.image_size,
+                        random.Random(seed), pool)
 
 
 @dataclass
@@ -46,16 +47,19 @@ class TrainedAttacker:
 
 def train_attacker(attacker_dir: Path, defender: FrozenDefender, seeds: list[AttackSeed], judge: Judge,
                    monitor: AttackerQualityMonitor, strategies: Strategies, config: RunConfig, output_dir: Path,
-                   seed: int) -> TrainedAttacker:
+                   seed: int, anchor: Path) -> TrainedAttacker:
+    """GRPO of the attacker in `attacker_dir`, its KL term (attacker_grpo.beta) anchored to `anchor` (its
+    cold start), so that iterations that each continue the last do not drift into one narrow strategy."""
     model, processor = load_policy(attacker_dir, config.attacker)
     # Keep the LoRA wrapper: `merged` merges the adapters of a wrapped model (the bare one only holds them).
-    model = with_lora(model, config.attacker.lora)
+    model = for_training(model, config.attacker)
     reward = AttackerReward(defender, judge, monitor, config.rewards, strategies, config.data.image_size)
-    engine = grpo_train(model, processor, [attacker_row(s) for s in seeds], reward,
-                        output_dir, config.attacker_grpo, max_completion_length=config.attacker.max_new_tokens,
-                        seed=seed, bf16=config.attacker.bf16)
+    run = grpo_train(model, processor, [attacker_row(s) for s in seeds], reward,
+                     output_dir, config.attacker_grpo, max_completion_length=config.attacker.max_new_tokens,
+                     seed=seed, bf16=config.attacker.bf16, reference=anchor)
     outcomes = ranks.summed(reward.outcomes)  # each process saw its own share of the prompts
     total = sum(outcomes[o.value] for o in Outcome) or 1
     return TrainedAttacker(merged(model), processor, {
-        "prompts": len(seeds), "rollout_engine": engine, "outcomes": dict(outcomes),
+        "prompts": len(seeds), "rollout_engine": run.engine, "outcomes": dict(outcomes),
+        "frac_reward_zero_std": run.frac_reward_zero_std,
         "train_success_rate": round(outcomes[Outcome.SUCCESS.value] / total, 4)})

@@ -9,7 +9,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from sectow.config import PolicySettings, SftSettings
-from sectow.models.policy import load_policy, merged, with_lora
+from sectow.models.policy import for_training, load_policy, merged
 from sectow.training.common import LoopCallback, rows_for, train, trainer_kwargs
 
 
@@ -28,6 +28,6 @@ def cold_start(source: Path, policy: PolicySettings, rows: list[dict], settings:
                seed: int):
     """(model, processor): the player in `source` after its cold-start fine-tune (LoRA merged in)."""
     model, processor = load_policy(source, policy)
-    model = with_lora(model, policy.lora)
+    model = for_training(model, policy)
     supervised_finetune(model, processor, rows, output_dir, settings, seed=seed, bf16=policy.bf16)
     return merged(model), processor

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 from sectow.attacks.queries import attacker_target
-from sectow.attacks.strategies import Strategies
+from sectow.attacks.strategies import Strategies, strategy_name
 from sectow.config import RewardSettings
 from sectow.data.schema import Sample, load_image
 from sectow.game import AttackSeed, FrozenDefender, play_round
@@ -18,7 +19,8 @@ from sectow.rewards import defender_reward, is_degenerate
 from sectow.world.base import ImageWriter, composed
 from sectow.world.miniature import COMPLIANCE_REPLY, REFUSAL_REPLY, answer_reply
 
-SEED_COLUMNS = ("seed_id", "category", "intent", "image", "mode", "earlier_attempt", "earlier_reply")
+SEED_COLUMNS = ("seed_id", "category", "intent", "image", "mode", "earlier_attempt", "earlier_reply", "target")
+UNTARGETED_SHARE = 0.25  # of the attacker's cold-start rows: no target named, so that it also picks its own
 
 
 def defender_row(sample: Sample, reply: str | None = None) -> dict:
@@ -77,16 +79,20 @@ def aligned_harmful(seeds: list[Sample], strategies: Strategies, images: ImageWr
 
 def attacker_sft_rows(seeds: list[Sample], strategies: Strategies, seed: int) -> list[dict]:
     """The attacker's cold start: for each seed, compositions drawn from the strategies' mix, each taught
-    twice: generated from the seed, and as the refinement of a refused attempt in a well-known template."""
+    twice: generated from the seed, and as the refinement of a refused attempt in a well-known template.
+    The prompt names the composition's cell (its Strategy line) as the target, except in a share of rows
+    (`UNTARGETED_SHARE`), so the attacker learns to write in the cell it is asked for."""
     rng = random.Random(seed)
     rows = []
     for sample in seeds:
-        base = AttackSeed.of(sample)
         for _ in range(strategies.examples_per_seed):
-            target = [{"role": "assistant", "content": attacker_target(strategies.sample(rng), base.intent)}]
+            composition = strategies.sample(rng)
+            cell = strategy_name(composition.picture, composition.encoding) if rng.random() >= UNTARGETED_SHARE else None
+            base = replace(AttackSeed.of(sample), target=cell)
+            target = [{"role": "assistant", "content": attacker_target(composition, base.intent)}]
             rows.append({**attacker_row(base), "completion": target})
             earlier = attacker_target(rng.choice(strategies.known), base.intent)
-            refine = AttackSeed(base.seed_id, base.category, base.intent, base.image, "refine", earlier, REFUSAL_REPLY)
+            refine = replace(base, mode="refine", earlier_attempt=earlier, earlier_reply=REFUSAL_REPLY)
             rows.append({**attacker_row(refine), "completion": target})
     rng.shuffle(rows)
     return [{k: row[k] for k in ("prompt", "completion", "images")} for row in rows]

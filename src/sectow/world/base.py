@@ -1,10 +1,13 @@
-"""What every world has: its train and held-out samples, its attack space, and the fixed jailbreaks of its
-held-out seeds."""
+"""What every world has: its train and held-out samples, its attack space, the fixed jailbreaks of its
+held-out seeds, and the split of the held-out data into a validation part (what the defender's monitor may
+look at) and a test part (what only the reported evaluation sees)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
@@ -22,6 +25,32 @@ class World:
     benign_held_out: list[Sample]
     strategies: Strategies
     jailbreaks_held_out: list[Sample] = field(default_factory=list)  # held-out seeds x the evaluation's compositions
+
+    def split(self, part: Literal["validation", "test"]) -> tuple[list[Sample], list[Sample]]:
+        """(jailbreaks, benign) of one part of the held-out data. Half of the held-out seeds (and half of the
+        benign requests and questions), every composition of each, go to validation; the rest to test. Forms
+        that no player ever trains on (`held_out_groups`) are test only, whichever half their seed is in."""
+        unseen = set(self.strategies.held_out_groups)
+
+        def part_of(samples: list[Sample]) -> list[Sample]:
+            validation = validation_keys(split_key(s) for s in samples)
+            if part == "validation":
+                return [s for s in samples if split_key(s) in validation and s.extra.get("group") not in unseen]
+            return [s for s in samples if split_key(s) not in validation or s.extra.get("group") in unseen]
+
+        return part_of(self.jailbreaks_held_out), part_of(self.benign_held_out)
+
+
+def split_key(sample: Sample) -> str:
+    """What a held-out sample is split by: its seed (every composition of one request goes the same way)."""
+    return sample.seed_id or sample.id
+
+
+def validation_keys(keys) -> set[str]:
+    """The validation half of `keys`: the first half in the order of their SHA-256, so the split depends on
+    nothing but the keys."""
+    ordered = sorted(set(keys), key=lambda key: hashlib.sha256(key.encode()).hexdigest())
+    return set(ordered[:len(ordered) // 2])
 
 
 class ImageWriter:

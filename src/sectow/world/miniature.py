@@ -92,7 +92,7 @@ def corpus() -> list[str]:
     parts = [*PERSONAS.values(), *FRAMINGS.values(), *DEMANDS.values(), FIGSTEP_QUERY]
     texts = requests + parts + [split_words(t) for t in requests + parts]
     texts += [attacker_target(Composition.of(name), requests[0]) for name in ("dan+tiles+split", "tiles_photo")]
-    texts += [attacker_instruction(requests[0]), attacker_instruction(requests[0], "Strategy: none", REFUSAL_REPLY)]
+    texts += [attacker_instruction(requests[0]), attacker_instruction(requests[0], "Strategy: none", REFUSAL_REPLY, "tiles split")]
     texts += [question_text(t, o) for t, o in QUESTION_TEMPLATES]
     texts += [REFUSAL_REPLY, COMPLIANCE_REPLY] + [answer_reply(letter) for letter in LETTERS]
     return texts
