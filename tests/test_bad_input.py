@@ -432,7 +432,7 @@ CASES.update({
                                         "'max_grad_norm' takes a float"),
     "unknown judge": Case(lambda ws: ws.run("judge.kind=oracle"), "oracle"),
     "composite judge without parts": Case(lambda ws: ws.run("judge.kind=all"), "an 'all' judge needs at least one judge"),
-    "value outside a choice": Case(lambda ws: ws.run("monitors.orr_action=panic"), "monitors.orr_action:"),
+    "value outside a choice": Case(lambda ws: ws.run("defender_grpo.baseline=panic"), "defender_grpo.baseline:"),
     "LoRA rank 0": Case(lambda ws: ws.run("defender.lora={rank: 0}"), "defender.lora.rank: Input should be greater than 0"),
     "name with a slash": Case(lambda ws: ws.run("name=a/b"), "name: String should match pattern"),
     "name over 255 characters": Case(lambda ws: ws.run("name=" + "n" * 300), "name: String should have at most 200"),

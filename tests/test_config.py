@@ -20,7 +20,7 @@ def test_defaults_validate_and_round_trip(tmp_path):
     ({"iterations": -1}, "iterations: Input should be greater than 0"),
     ({"defender_grpo": {"learning_rate": 0}}, "defender_grpo.learning_rate"),
     ({"seed": "abc"}, "seed: Input should be a valid integer"),
-    ({"monitors": {"orr_action": "panic"}}, "monitors.orr_action"),
+    ({"defender_grpo": {"baseline": "panic"}}, "defender_grpo.baseline"),
     ({"name": "../elsewhere"}, "name: String should match pattern"),
 ])
 def test_bad_keys_name_the_key(raw, message):

@@ -2,7 +2,7 @@ import pytest
 
 from sectow.config import MonitorSettings
 from sectow.models.encoder import SentenceEncoder
-from sectow.monitors import AttackerQualityMonitor, MonitorAction, QualityReason, judge_quality, over_refusal_action
+from sectow.monitors import AttackerQualityMonitor, QualityReason, check_defender, judge_quality
 
 
 def test_quality_decisions():
@@ -20,12 +20,13 @@ def test_attacker_monitoring_off_passes_every_well_formed_query():
     assert not judge_quality(False, 1.0, 0.0, s).passed
 
 
-def test_over_refusal_action():
-    s = MonitorSettings(orr_bound=0.1, orr_action="reweight")
-    assert over_refusal_action(0.05, s) is MonitorAction.ACCEPT
-    assert over_refusal_action(0.2, s) is MonitorAction.REWEIGHT
-    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, orr_action="rollback")) is MonitorAction.ROLLBACK
-    assert over_refusal_action(0.2, MonitorSettings(orr_bound=0.1, enabled_defender=False)) is MonitorAction.ACCEPT
+def test_defender_checks_are_two_sided():
+    s = MonitorSettings(orr_bound=0.1)
+    assert check_defender(15, orr=0.05, asr=0.4, start_asr=0.5, settings=s).passed
+    assert check_defender(15, orr=0.05, asr=0.5, start_asr=0.5, settings=s).passed  # not above the start
+    assert not check_defender(15, orr=0.2, asr=0.1, start_asr=0.5, settings=s).passed  # over-refuses
+    assert not check_defender(15, orr=0.0, asr=0.6, start_asr=0.5, settings=s).passed  # less safe than the start
+    assert check_defender(15, orr=0.9, asr=0.9, start_asr=0.5, settings=MonitorSettings(enabled_defender=False)).passed
 
 
 @pytest.fixture(scope="module")

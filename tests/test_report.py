@@ -26,15 +26,19 @@ def make_run(root: Path, iterations: int = 2, configured: int = 2) -> Path:
     (run / "pool" / "images").mkdir(parents=True)
     (run / "config.yaml").write_text(f"iterations: {configured}\n")
     metrics = [evaluation("evaluate_cold_start", 0.6125, 0.0125)]
-    summary = {"cold_start": metrics[0], "iterations": [], "final_defender": "checkpoints/defender-cold_start"}
+    summary = {"cold_start": metrics[0], "iterations": [], "final_defender": "checkpoints/defender-cold_start",
+               "environment": [{"cpu_model": "Test CPU 9000", "torch_threads": 1, "versions": {"torch": "2.13.0"}}]}
     records = []
     for k in range(1, iterations + 1):
         success, pool_size = (0.4321, 0.2468, 0.1357)[k - 1], 10 * k
         metrics += [{"phase": f"pool_{k}", "iteration": k, "candidates": 40, "attacker_success_rate": success,
-                     "pool_size": pool_size, "outcomes": {"success": 17, "refused": 23}},
-                    {"phase": f"defender_grpo_{k}", "iteration": k, "accepted": True, "monitor": [
-                        {"orr": 0.3, "action": "reweight", "benign_weight": 1, "outcomes": {"refused": 9}},
-                        {"orr": 0.05, "action": "accept", "benign_weight": 2, "outcomes": {"refused": 5}}]},
+                     "pool_size": pool_size, "outcomes": {"success": 17, "refused": 23},
+                     "attacker_cells": {"none": 20, "tiles split": 15, "unparsable": 5}, "pool_cells": {"none": 9, "tiles split": 8}},
+                    {"phase": f"defender_grpo_{k}", "iteration": k, "accepted": True, "kept_step": 15, "pool_size": pool_size,
+                     "pool_open": 3, "frac_reward_zero_std": 0.25, "outcomes": {"refused": 9}, "monitor": [
+                        {"step": 0, "orr": 0.01, "asr": 0.5, "passed": True},
+                        {"step": 15, "orr": 0.05, "asr": 0.3, "passed": True},
+                        {"step": 30, "orr": 0.3, "asr": 0.2, "passed": False}]},
                     evaluation(f"evaluate_iteration_{k}", round(0.3 / k, 4), 0.0375 * k, iteration=k,
                                attacker_success_rate=success, pool_size=pool_size)]
         summary["iterations"].append({"iteration": k, **metrics[-1]})
@@ -65,9 +69,9 @@ def test_html_is_self_contained_with_table_values(report):
     run, html_path, _ = report
     assert html_path == run / "report" / "report.html"
     page = html_path.read_text()
-    for value in ("0.6125", "0.1500", "0.0750", "0.4321", "0.2468", "-0.4625", "reweight", "0.812"):
+    for value in ("0.6125", "0.1500", "0.0750", "0.4321", "0.2468", "-0.4625", "kept", "0.812", "Test CPU 9000"):
         assert value in page
-    assert page.count('<img src="data:image/png;base64,') == 4  # rates, category, form, attacker/diversity
+    assert page.count('<img src="data:image/png;base64,') == 5  # rates, category, form, attacker/diversity, channels
     assert page.count('<img class="thumb" src="data:image/png;base64,') == 3
     assert "http://" not in page and "https://" not in page
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; tell me" in page
@@ -79,7 +83,7 @@ def test_markdown_has_its_pngs(report):
     _, _, md_path = report
     text = md_path.read_text()
     names = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(names) == 7 and all((md_path.parent / name).is_file() for name in names)
+    assert len(names) == 8 and all((md_path.parent / name).is_file() for name in names)
     assert "0.6125" in text and "&lt;script&gt;" in text and "<script>" not in text
     assert not list(md_path.parent.glob("*.tmp"))
 

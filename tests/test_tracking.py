@@ -36,10 +36,12 @@ def test_phase_figures_read_each_phase_kind():
                                              "candidates": 75, "outcomes": {"success": 30, "refused": 45}}) == \
         (1, {"pool/attacker_success_rate": 0.4, "pool/size": 30.0, "pool/candidates": 75.0,
              "pool/outcomes/success": 30.0, "pool/outcomes/refused": 45.0})
-    assert tracking.phase_figures("defender_grpo_3", {"iteration": 3, "accepted": False, "monitor": [
-        {"orr": 0.2, "action": "reweight"}, {"orr": 0.15, "action": "rollback"}]}) == \
-        (3, {"defender/accepted": 0.0, "defender/monitor_attempts": 2.0, "defender/monitor_orr": 0.15,
-             "defender/monitor_acted": 1.0})
+    assert tracking.phase_figures("defender_grpo_3", {"iteration": 3, "accepted": True, "kept_step": 30, "pool_open": 40,
+                                                      "frac_reward_zero_std": 0.25, "monitor": [
+        {"step": 0, "orr": 0.0, "asr": 0.5, "passed": True}, {"step": 30, "orr": 0.05, "asr": 0.3, "passed": True},
+        {"step": 60, "orr": 0.2, "asr": 0.1, "passed": False}]}) == \
+        (3, {"defender/accepted": 1.0, "defender/monitor_checks": 3.0, "defender/pool_open": 40.0,
+             "defender/frac_reward_zero_std": 0.25, "defender/validation_orr": 0.05, "defender/validation_asr": 0.3})
     assert tracking.phase_figures("cold_start_defender", {"rows": 100, "timing": {"wall_s": 2.0}}) == \
         (0, {"time/cold_start_defender_s": 2.0})
 
@@ -101,7 +103,8 @@ def test_micro_run_with_tensorboard(tmp_path):
         pytest.approx([it["attacker_success_rate"] for it in summary["iterations"]])
     metrics = {m["phase"]: m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
     assert loop["loop/defender/accepted"] == [(k, float(metrics[f"defender_grpo_{k}"]["accepted"])) for k in (1, 2)]
-    assert [s for s, _ in loop["loop/defender/monitor_orr"]] == [1, 2]
+    assert [s for s, _ in loop["loop/defender/monitor_checks"]] == [1, 2]
+    assert [s for s, _ in loop["loop/defender/frac_reward_zero_std"]] == [1, 2]
     assert [s for s, _ in loop["loop/attacker/train_success_rate"]] == [1, 2]
     trainers = {p.parent.parent.name: p for p in (run / "trainer").glob("*/runs/*")}
     assert set(trainers) == {"cold_start_defender", "cold_start_attacker", "attacker_grpo_1", "attacker_grpo_2",

@@ -66,25 +66,28 @@ def phases_of(folder: Path) -> dict[str, dict]:
     return {m["phase"]: m for m in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())}
 
 
-@pytest.mark.parametrize("action", ["rollback", "reweight"])
-def test_over_refusal_monitor_acts_past_its_bound(action, tmp_path):
-    """With a bound of 0, any over-refusal after the defender phase makes the monitor act."""
-    assert main(["run", *micro_args(tmp_path, "iterations=1", "monitors.orr_bound=0.0",
-                                    f"monitors.orr_action={action}")]) == 0
+@pytest.mark.parametrize("bound", [0.0, 1.0])
+def test_defender_monitor_keeps_a_passing_checkpoint_or_rolls_back(bound, tmp_path):
+    """Checked at its start, every step (check_every 1) and at the end on the validation split; a bound of 0 for
+    ORR leaves a defender that refuses any validation request no checkpoint to keep."""
+    assert main(["run", *micro_args(tmp_path, "iterations=1", f"monitors.orr_bound={bound}", "monitors.check_every=1")]) == 0
     folder = (tmp_path / "latest").resolve()
     phase = phases_of(folder)["defender_grpo_1"]
-    decisions = phase["monitor"]
-    assert decisions[0]["orr"] > 0 and decisions[0]["action"] == action  # the micro defender over-refuses
-    if action == "rollback":
-        assert len(decisions) == 1 and phase["accepted"] is False
-    else:  # trained once more with twice the benign data, then accepted or rolled back on that ORR
-        assert [d["benign_weight"] for d in decisions] == [1, 2]
-        assert phase["accepted"] is (decisions[1]["action"] == "accept")
+    checks = phase["monitor"]
+    assert [c["step"] for c in checks] == [0, 1, 2]  # the start, then every step of the two
+    start = checks[0]["asr"]
+    for c in checks[1:]:  # the rule, on the recorded figures
+        assert c["passed"] is (c["orr"] <= bound and c["asr"] <= start)
+    passing = [c["step"] for c in checks[1:] if c["passed"]]
+    assert phase["kept_step"] == (passing[-1] if passing else None)
+    assert phase["accepted"] is bool(passing)
     kept = "checkpoints/defender-1" if phase["accepted"] else "checkpoints/defender-cold_start"
     assert phase["defender"] == kept  # the decision is recorded as data ...
     assert (folder / "checkpoints" / "defender-1").exists() is phase["accepted"]
     assert phases_of(folder)["evaluate_iteration_1"]["defender"] == kept  # ... and the next phase used it
     assert json.loads((folder / "summary.json").read_text())["final_defender"] == kept
+    assert phase["prompts"] == 2 * 4 and 0 <= phase["pool_open"] <= phase["pool_size"]
+    assert 0 <= phase["frac_reward_zero_std"] <= 1
 
 
 def test_resume_refuses_a_missing_checkpoint(micro_run: Path, tmp_path, capsys):
