@@ -162,9 +162,12 @@ def cmd_eval(args) -> int:
             strict=args.strict, overwrite=args.overwrite)
     for line in evaluation.skip_lines():
         print(line, flush=True)
-    evaluation.run()
+    result = evaluation.run()
     print((out / "eval.md").read_text())
     print(f"results: {out / 'eval.json'}")
+    from sectow.report.model_card import add_eval_to_model_card
+    if (card := add_eval_to_model_card(result, out)) is not None:
+        print(f"model card: {card}")
     return 0
 
 
