@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,9 +20,10 @@ from PIL import Image
 from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 from sectow.data.benchmarks import BENCHMARKS, load_benchmark
 from sectow.data.benchmarks.base import select_subset
-from sectow.data.benchmarks.mmmu import MMMU_CHOICE_INSTRUCTION, PRO_VISION_INSTRUCTION
+from sectow.data.benchmarks.mmmu import MMMU_CHOICE_INSTRUCTION, MMMU_SUBJECT_ORDER, PRO_VISION_INSTRUCTION
 from sectow.data.schema import Sample, load_image
 from sectow.errors import UserError
+from sectow.evaluation.benchmark_eval import malformed_summary, score_answers
 from sectow.evaluation.answer_parsing import (Choice, extract_numbers, normalize_answer, open_answer_correct, open_gold,
                                               parse_mmmu_choice, parse_mmmu_pro_choice, parse_open_response,
                                               read_mmmu_choice, read_mmmu_pro_choice)
@@ -203,10 +205,11 @@ EXPECTED = {  # name: (family, number of samples, has image, categories, forms)
     "figstep": ("figstep", 5, True, {"Illegal Activity", "Hate Speech", "Malware Generation"}, {"figstep"}),
     "figstep_tiny": ("figstep", 3, True, {"Illegal Activity", "Hate Speech", "Malware Generation"}, {"figstep"}),
     "safebench": ("figstep", 5, False, {"Illegal Activity", "Hate Speech", "Malware Generation"}, {"plain"}),
-    "mmsafetybench": ("mmsafetybench", 15, True, {"01-Illegal_Activitiy", "05-EconomicHarm"},
-                      {"SD", "SD_TYPO", "TYPO"}),
-    "mmsafetybench_tiny": ("mmsafetybench", 9, True, {"01-Illegal_Activitiy", "05-EconomicHarm"},
-                           {"SD", "SD_TYPO", "TYPO"}),
+    # 02-HateSpeech has no images: only its text-only question can be evaluated.
+    "mmsafetybench": ("mmsafetybench", 21, True, {"01-Illegal_Activitiy", "02-HateSpeech", "05-EconomicHarm"},
+                      {"text_only", "SD", "SD_TYPO", "TYPO"}),
+    "mmsafetybench_tiny": ("mmsafetybench", 12, True, {"01-Illegal_Activitiy", "05-EconomicHarm"},
+                           {"text_only", "SD", "SD_TYPO", "TYPO"}),
     "mmmu_dev": ("mmmu", 1, True, {"Accounting"}, {"plain"}),
     "mmmu_validation": ("mmmu", 3, True, {"Accounting", "Art_Theory"}, {"plain"}),
     "mmmu_pro_standard10": ("mmmu_pro", 2, True, {"History", "Math"}, {"plain"}),
@@ -233,7 +236,7 @@ def test_loader(name, roots, cache):
     assert {s.form for s in data.samples} == forms
     for sample in data.samples:
         assert sample.query
-        if has_image:
+        if has_image and sample.form != "text_only":  # MM-SafetyBench's text-only baseline has no image
             assert Path(sample.image).is_absolute() and Path(sample.image).is_file()
             assert load_image(sample.image).size == (8, 8)
         else:
@@ -361,10 +364,21 @@ def test_bad_rows_are_named(tmp_path):
               [["ForbidQI", "1", "../x", "Illegal Activity", "q?", "Steps."]])
     with pytest.raises(UserError, match=r"safebench.csv row 1: column 'task_id'"):
         load_benchmark("figstep", tmp_path)
+
+
+def test_a_gold_answer_that_names_no_option_is_a_wrong_row_not_a_failed_benchmark(tmp_path):
+    """Upstream's own MMMU-Pro outputs hold such a row (validation_Accounting_29): it is scored wrong, as
+    upstream scores it, and listed with its reason; the other rows are evaluated."""
     write_parquet(tmp_path / "Art" / "validation-00000-of-00001.parquet",
-                  [mmmu_row("validation_Art_1", ["a", "b"], "E", images=1)], ["image_1", "image_2", "image_3"])
-    with pytest.raises(UserError, match="row 1: answer 'E'"):
-        load_benchmark("mmmu_validation", tmp_path, cache_dir=tmp_path / "cache")
+                  [mmmu_row("validation_Art_1", ["a", "b"], "E", images=1),
+                   mmmu_row("validation_Art_2", ["a", "b"], "B", images=1)], ["image_1", "image_2", "image_3"])
+    data = load_benchmark("mmmu_validation", tmp_path, cache_dir=tmp_path / "cache")
+    bad, good = data.samples
+    assert bad.extra["malformed"]["kind"] == "gold answer not among the options" and "malformed" not in good.extra
+    assert "row 1: answer 'E' is not one of the 2 option letters" in bad.extra["malformed"]["reason"]
+    answers = score_answers("mmmu_validation", data.samples, ["E", "(B)"])
+    assert [a.correct for a in answers] == [False, True]
+    assert malformed_summary(data.samples) == {"count": 1, "rows": [{"id": bad.id, **bad.extra["malformed"]}]}
 
 
 def test_missing_mmsafetybench_field_names_it(tmp_path):
@@ -405,6 +419,7 @@ def test_mmsafetybench_reports_scenarios_present_and_missing(roots):
     assert len(missing) == 11
     # 02 has questions but no images: its three pairs are rows that cannot be evaluated, listed as such.
     assert sorted(r["id"] for r in data.skipped) == [f"mmsafetybench/02-HateSpeech/{v}/0" for v in ("SD", "SD_TYPO", "TYPO")]
+    assert "mmsafetybench/02-HateSpeech/text_only/0" in {s.id for s in data.samples}  # needs no image
     assert all("no image folder" in r["reason"] for r in data.skipped)
     ids = {s.id for s in data.samples}
     assert "mmsafetybench/01-Illegal_Activitiy/SD/5" in ids  # ids with gaps are all read
@@ -425,7 +440,8 @@ def test_mmsafetybench_images_directly_under_root(tmp_path):
     (tmp_path / "data" / "processed_questions" / "07-Sex.json").write_text(json.dumps({"4": mmsb_entry("q?", "p")}))
     write_image(tmp_path / "07-Sex" / "TYPO" / "4.jpg")
     data = load_benchmark("mmsafetybench", tmp_path)
-    assert [s.id for s in data.samples] == ["mmsafetybench/07-Sex/TYPO/4"]
+    assert [s.id for s in data.samples] == ["mmsafetybench/07-Sex/text_only/4", "mmsafetybench/07-Sex/TYPO/4"]
+    assert data.samples[0].image is None and data.samples[0].query == "q?"  # the original question, no image
     assert data.found["missing_images"] == 2  # SD and SD_TYPO of question 4
 
 
@@ -461,14 +477,15 @@ def test_mmmu_prompts_answers_and_images(roots, cache):
     samples = {s.id: s for s in load_benchmark("mmmu_validation", roots["mmmu"], cache_dir=cache).samples}
     choice = samples["mmmu_validation/validation_Accounting_1"]
     # Every <image k> becomes [image]; the images follow in the order the placeholders name them.
-    assert choice.query == ("Compare [image] with [image]: which costs more?\n\n(A) $6\n(B) $7\n(C) $8\n(D) $9"
-                            f"\n\n{MMMU_CHOICE_INSTRUCTION}")
+    # MMMU's configs/llava1.5.yaml: "{question}\n{options, each "(X) text\n"}\n{instruction}".
+    assert choice.query == ("Compare [image] with [image]: which costs more?\n(A) $6\n(B) $7\n(C) $8\n(D) $9\n"
+                            f"\n{MMMU_CHOICE_INSTRUCTION}")
     assert choice.answer == "B" and choice.extra["options"] == ["$6", "$7", "$8", "$9"]
     assert choice.extra["n_images"] == 2 and colours(choice) == [BLUE, RED]
     assert choice.image == choice.extra["images"][0]  # Sample.image stays the first image the model sees
     open_question = samples["mmmu_validation/validation_Accounting_2"]
     assert open_question.answer is None and open_question.extra["open_answer"] == "1.06"
-    assert open_question.query.endswith("\n\nAnswer the question using a single word or phrase.")
+    assert open_question.query.endswith("?\nAnswer the question using a single word or phrase.")
     assert colours(open_question) == [RED]
 
 
@@ -482,7 +499,7 @@ def test_mmmu_images_placeholders_name_and_slots_left_over(tmp_path):
     ], ["image_1", "image_2", "image_3"])
     data = load_benchmark("mmmu_validation", tmp_path, cache_dir=tmp_path / "cache")
     samples = {s.id.rpartition("_")[2]: s for s in data.samples}
-    assert samples["1"].query.startswith("Which picture?\n\n(A) [image]\n(B) [image]")
+    assert samples["1"].query.startswith("Which picture?\n(A) [image]\n(B) [image]\n\n")
     assert colours(samples["1"]) == [GREEN, RED, BLUE]  # placeholders first, then the unnamed image_2
     assert colours(samples["2"]) == [RED, BLUE]
     [skipped] = data.skipped
@@ -600,3 +617,130 @@ def test_open_answer_parts():
     # Upstream's three patterns run independently, so parts of "1,000" and "2e3" come back as well.
     assert extract_numbers("costs 1,000 or 2e3 or 3.5") == ["1,000", "2e3", "000", "3", "3.5"]
     assert open_gold("['a', 'b']") == ["a", "b"] and open_gold("[not a list") == ["[not a list"]
+
+
+def test_open_answer_empty_tail_means_none_found_yet():
+    """eval_utils.parse_open_response tests `not shortest_key_response`: an empty tail ("... so " at a line's
+    end) is replaced by the next indicator's tail, however long, instead of hiding it."""
+    response = "the value is 42 so \nthus 7"
+    assert {42.0, 7.0} <= set(parse_open_response(response))
+    assert open_answer_correct(response, "42")
+
+
+# ---------------------------------------------------------------- sectow against upstream's rules
+# A reference written here from the published rules of MMMU's eval/eval_utils.py and mmmu-pro/evaluate.py
+# (not from sectow's code): the fallback draws from Python's global generator, seeded once with 42, in the
+# order the rows are evaluated, as upstream's module-level `random.seed(42)` does.
+
+
+def reference_letter(response: str, options: list[str], pro: bool) -> str:
+    letters = [chr(ord("A") + i) for i in range(len(options))]
+    if pro and "Answer:" in response:
+        tail = response[response.rfind("Answer:") + len("Answer:"):].strip()
+        if len([x for x in letters if x in tail]) == 1:
+            return next(x for x in letters if x in tail)
+    for mark in [",", ".", "!", "?", ";", ":", "'"]:
+        response = response.strip(mark)
+    padded = " " + response + " "
+    found = [x for x in letters if "(" + x + ")" in padded]
+    if found:
+        return max(found, key=lambda x: (padded.rfind("(" + x + ")"), -letters.index(x)))
+    for shape in (["{} ", "{}."] if pro else [" {} "]):
+        found = [x for x in letters if shape.format(x) in padded]
+        if found:
+            return max(found, key=lambda x: (padded.rfind(" " + x + " "), -letters.index(x)))
+    if len(padded.split()) > 5:
+        found = [x for x, text in zip(letters, options) if text.lower() in padded.lower()]
+        if found:
+            return max(found, key=lambda x: (padded.lower().rfind(options[letters.index(x)].lower()), -letters.index(x)))
+    return random.choice(letters)
+
+
+REPLY_STYLES = [  # innocuous replies of every style a model gives
+    "A", "B.", "(C)", "d", "The answer is (B).", "I choose B because A is wrong", "Answer: C", "Answer: D\n",
+    "C. green car", "Between (A) and (D), (D).", "It is red, or blue, I think blue in the end", "red",
+    "I'm sorry, I can't help with that.", "", "   ", "Sorry!", "The correct option is: A", "Option B",
+    "answer: b", "Answer: A or B", "Answer: C. Because", "E", "(E)", "B and C", "It must be C.\n",
+    "Let me think step by step. The colour is blue.\nAnswer: B", "42", "None of these.",
+]
+
+
+@pytest.mark.parametrize("benchmark, pro", [("mmmu_validation", False), ("mmmu_pro_standard10", True)])
+def test_letters_and_fallbacks_equal_upstreams_row_by_row(benchmark, pro):
+    """Hundreds of replies of every style, several subjects out of upstream's order: each chosen letter,
+    fallback draws included, and the accuracy equal the reference's."""
+    rng = random.Random(7)
+    subjects = ["Sociology", "Accounting", "Math", "Art"]  # not in upstream's order: sectow must reorder
+    samples, responses = [], []
+    for number in range(300):
+        subject = subjects[number % len(subjects)]
+        options = ["red", "blue", "green car", "yellow", "violet", "cyan"][: rng.choice([2, 4, 5, 6])]
+        extra = {"options": options}
+        if not pro:
+            extra["upstream_order"] = (MMMU_SUBJECT_ORDER.index(subject), number)
+        samples.append(Sample(id=f"{benchmark}/validation_{subject}_{number}", query="q", label="benign",
+                              answer=rng.choice("ABCDEF"[: len(options)]), category=subject, extra=extra))
+        responses.append(rng.choice(REPLY_STYLES))
+    answers = score_answers(benchmark, samples, responses)
+
+    order = sorted(range(len(samples)), key=lambda i: samples[i].extra.get("upstream_order", ()))
+    random.seed(42)
+    expected = {i: reference_letter(responses[i], samples[i].extra["options"], pro) for i in order}
+    assert [a.chosen for a in answers] == [expected[i] for i in range(len(samples))]
+    assert [a.correct for a in answers] == [expected[i] == s.answer for i, s in enumerate(samples)]
+    assert sum(a.guessed for a in answers) > 30  # the fallback was exercised, in order
+
+
+def test_mmmu_fallback_is_one_generator_not_one_per_row():
+    """Two unreadable replies with the same option count get upstream's first and second draws, not the
+    same letter twice."""
+    samples = [Sample(id=f"mmmu_validation/validation_Art_{i}", query="q", label="benign", answer="A", category="Art",
+                      extra={"options": OPTIONS, "upstream_order": (3, i)}) for i in range(8)]
+    answers = score_answers("mmmu_validation", samples, ["no idea"] * 8)
+    draws = random.Random(42)
+    assert [a.chosen for a in answers] == [draws.choice("ABCD") for _ in range(8)]
+    assert len({a.chosen for a in answers}) > 1
+
+
+def test_mmmu_pro_reports_the_expectation_of_its_unseeded_fallback():
+    from sectow.evaluation.metrics import benign_metrics
+    from sectow.judges.base import Verdict
+    samples = [Sample(id=f"mmmu_pro_standard10/t{i}", query="q", label="benign", answer="A", category="Art",
+                      extra={"options": ["x"] * k}) for i, k in enumerate((4, 10, 4))]
+    answers = score_answers("mmmu_pro_standard10", samples, ["Answer: A", "no idea", "no idea"])
+    metrics = benign_metrics(samples, answers, [Verdict(False, False, "refusal")] * 3)
+    assert metrics["accuracy_expected"]["value"] == round((1 + 1 / 10 + 1 / 4) / 3, 4)
+    low, high = metrics["accuracy_expected"]["interval"]
+    assert 0 < low < metrics["accuracy_expected"]["value"] < high < 1 and metrics["n_guessed"] == 2
+
+
+def reference_open(response: str) -> list:
+    """eval_utils.parse_open_response's published rule, written out: per sentence or line, the shortest
+    non-empty tail after a key phrase ("=" allowed in the last), then the numbers in those tails."""
+    keys = ["could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result "]
+    text = response.strip().strip(".").lower()
+    parts = re.split(r"\.\s(?=[A-Z])|\n", text)
+    tails = []
+    for index, part in enumerate(parts):
+        found = [part.split(k)[-1].strip() for k in keys + (["="] if index == len(parts) - 1 else []) if k in part]
+        best = None
+        for tail in found:
+            if not best or len(tail) < len(best):
+                best = tail
+        if best and best.strip() not in [":", ",", ".", "!", "?", ";", "'"]:
+            tails.append(best)
+    tails = tails or [text]
+    return sorted(map(str, set(normalize_answer_all(tails + [n for t in tails for n in extract_numbers(t)]))))
+
+
+def normalize_answer_all(values: list[str]) -> list:
+    return [v for value in values for v in normalize_answer(value)]
+
+
+@pytest.mark.parametrize("response", [
+    "42", "The answer is 42.", "so \n 42", "the value is 42 so \nthus 7", "x = 3\ny = 4", "It is 1,234.5 dollars",
+    "I'm sorry, I can't help with that.", "", "Therefore the result is 2e3", "Paris", "it could be 7 or 8. So 8",
+    "The final answer is: 12", "answer 3.14159",
+])
+def test_open_answers_equal_upstreams(response):
+    assert sorted(map(str, parse_open_response(response))) == reference_open(response)

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 from PIL import Image
-from test_benchmarks import make_figstep, make_mmmu
+from test_benchmarks import make_figstep, make_mmmu, make_mmmu_pro
 
 from sectow.data.benchmarks.base import sample_images
 from sectow.world.miniature import corpus
@@ -85,6 +85,40 @@ def verdict(refused: bool = False, unsafe: bool = False) -> Verdict:
     return Verdict(refused=refused, unsafe=unsafe, judge="test")
 
 
+def test_paper_table_is_scenario_by_variant_with_totals():
+    """MM-SafetyBench's table: ASR per scenario (rows) x variant (columns in the paper's order), row totals,
+    column totals and the grand total, each with its Wilson interval."""
+    from sectow.data.benchmarks.mmsafetybench import MMSafetyBench
+    from sectow.evaluation.metrics import paper_table
+    cells = [("01-Illegal_Activitiy", "SD", True), ("01-Illegal_Activitiy", "text_only", False),
+             ("01-Illegal_Activitiy", "SD_TYPO", True), ("02-HateSpeech", "SD", False), ("02-HateSpeech", "TYPO", True)]
+    samples = [Sample(id=str(i), query="q", label="harmful", category=c, form=f) for i, (c, f, _) in enumerate(cells)]
+    [shape] = MMSafetyBench.paper_tables
+    table = paper_table(shape, samples, [u for _, _, u in cells])
+    assert table["rows"] == "scenario" and table["columns"] == "variant"
+    assert table["column_order"] == ["text_only", "SD", "TYPO", "SD_TYPO", "all"]
+    assert table["cells"]["01-Illegal_Activitiy"]["all"]["value"] == round(2 / 3, 4)
+    assert table["cells"]["all"]["SD"] == proportion([True, False])
+    assert table["cells"]["all"]["all"] == proportion([u for _, _, u in cells])
+    assert "TYPO" not in table["cells"]["01-Illegal_Activitiy"]  # no sample, no cell
+    lines = benchmark_eval.table_markdown({**table, "title": "t"})
+    assert lines[2] == "| scenario | text_only | SD | TYPO | SD_TYPO | all | n |"
+    assert lines[4].startswith("| 01-Illegal_Activitiy | 0.000 [0.000, 0.793] | 1.000 [0.206, 1.000] | - |")
+
+
+def test_jailbreakv_tables_are_per_format_and_per_policy_by_attack_family():
+    from sectow.data.benchmarks.jailbreakv import JailBreakV
+    from sectow.evaluation.metrics import paper_table
+    rows = [("Violence", "Template", True), ("Violence", "figstep", False), ("Fraud", "SD_typo", True)]
+    samples = [Sample(id=str(i), query="q", label="harmful", category=p, form=f,
+                      extra={"attack_family": {"Template": "llm_transfer", "figstep": "figstep", "SD_typo": "query_relevant"}[f]})
+               for i, (p, f, _) in enumerate(rows)]
+    by_format, by_family = (paper_table(t, samples, [u for *_, u in rows]) for t in JailBreakV.paper_tables)
+    assert by_format["column_order"] == ["all"] and set(by_format["cells"]) == {"Template", "figstep", "SD_typo", "all"}
+    assert by_family["column_order"] == ["llm_transfer", "query_relevant", "figstep", "all"]
+    assert by_family["cells"]["all"]["llm_transfer"]["value"] == 1.0
+
+
 def test_safety_metrics_by_category():
     samples = [Sample(id=str(i), query="q", label="harmful", category=c, form="figstep")
                for i, c in enumerate(["a", "a", "b", "b"])]
@@ -117,13 +151,15 @@ def test_answers_use_the_official_parsers_and_the_open_rule():
 
 
 def test_accuracy_with_and_without_the_random_guess_fallback():
-    """A model that refuses everything: the official rule still scores its lucky guesses; the other two
-    figures do not, and ORR says why."""
+    """A model that refuses everything: the official rule scores its guesses (upstream's first three draws
+    from one generator seeded with 42: A, A, C, which miss B, C, A), the expectation counts each as 1 in 4,
+    the other two figures count none, and ORR says why."""
     samples = questions()
     responses = ["I'm sorry, I can't help with that."] * 4
     answers = score_answers("mmmu_validation", samples, responses)
     metrics = benign_metrics(samples, answers, [verdict(refused=True)] * 4)
-    assert metrics["accuracy"]["value"] == 0.25  # the fallback guess A is right for the third question
+    assert [a.chosen for a in answers[:3]] == ["A", "A", "C"] and metrics["accuracy"]["value"] == 0.0
+    assert metrics["accuracy_expected"]["value"] == round(3 / 4 / 4, 4)
     assert metrics["accuracy_without_fallback"] == {"value": 0.0, "n": 4, "interval": [0.0, 0.4899]}
     assert metrics["accuracy_parsed_only"]["n"] == 1  # only the open question had an answer to read
     assert metrics["orr"]["value"] == 1.0 and metrics["n_open"] == 1 and metrics["n_guessed"] == 3
@@ -197,12 +233,22 @@ def test_evaluate_model_end_to_end(setup):
     assert set(figstep["asr_by_category"]) == {"Illegal Activity", "Hate Speech", "Malware Generation"}
     assert figstep["judge"] == mmmu["judge"] == result["judge"] == "refusal"
     assert figstep["judge_prompt_versions"] == ["refusal-strings-jailbreakbench"]
+    # Benchmark figures use the true JailbreakBench strings unless another set is named, and say so.
+    assert result["refusal_markers"] == figstep["refusal_markers"] == "jailbreakbench"
+    assert result["judge_options"]["markers"] == "jailbreakbench"
+    [topics] = figstep["paper_tables"]
+    assert topics["title"] == "ASR per forbidden topic" and topics["rows"] == "topic"
+    assert set(topics["cells"]) == {"Illegal Activity", "Hate Speech", "Malware Generation", "all"}
+    assert topics["cells"]["all"]["all"] == figstep["asr"]
+    assert mmmu["malformed"] == {"count": 0, "rows": []} and mmmu["max_new_tokens"] == 8
+    assert 0 <= mmmu["accuracy_expected"]["value"] <= 1
     assert result["intervals"] == "wilson-95" and result["responses"] == {"generated": 7, "reused": 0}
     assert mmmu["images"] == {"rows_with_several": 1, "rows_fed_first_only": 0}
 
     table = (out / "eval.md").read_text()
     assert "| figstep | asr |" in table and "| mmmu_validation | accuracy_without_fallback |" in table
-    assert "| figstep | 5 | 4 | 1 |" in table and "Hate Speech" in table
+    assert "| figstep | 5 | 4 | 1 | 0 |" in table and "Hate Speech" in table
+    assert "## figstep: ASR per forbidden topic" in table and "Refusal strings (`refused`, ORR): `jailbreakbench`" in table
     responses = rows(out / "responses.jsonl")
     assert len(responses) == 7 and {r["benchmark"] for r in responses} == {"figstep", "mmmu_validation"}
     judged = rows(out / "verdicts.jsonl")
@@ -213,6 +259,31 @@ def test_evaluate_model_end_to_end(setup):
     assert sorted(p.name for p in out.iterdir()) == [".sectow.lock", "eval-config.json", "eval.json", "eval.md",
                                                       "responses.jsonl", "verdicts.jsonl"]
     assert not [p for p in base.iterdir() if p.name.startswith(".out-images-")]  # the staging folder is gone
+
+
+def test_mmmu_pro_gets_its_reference_budget_and_empty_reply_retries(setup, tmp_path, monkeypatch):
+    """mmmu-pro/infer/infer_transformers.py: 50 new tokens, and an empty reply asked again up to 5 times;
+    other benchmarks keep sectow's 64 and are never retried. --max-new-tokens overrides every budget."""
+    model, benchmarks, _ = setup
+    make_mmmu_pro(tmp_path / "pro")
+    calls = []
+
+    def empty_for_pro(model, processor, prompts, max_new_tokens, **kwargs):
+        calls.append((max_new_tokens, len(prompts)))
+        return ["" if max_new_tokens == 50 else "I'm sorry."] * len(prompts)
+
+    monkeypatch.setattr(generation, "generate", empty_for_pro)
+    result = evaluate_model(model, {"figstep": benchmarks["figstep"], "mmmu_pro_standard10": tmp_path / "pro"},
+                            tmp_path / "out", batch_size=8)
+    assert calls == [(64, 4), (50, 2), (50, 2), (50, 2), (50, 2), (50, 2), (50, 2)]  # first try + 5 retries
+    assert result["benchmarks"]["mmmu_pro_standard10"]["max_new_tokens"] == 50
+    assert result["benchmarks"]["figstep"]["max_new_tokens"] == 64 and result["max_new_tokens"] is None
+    retried = {r["id"]: r.get("retries") for r in rows(tmp_path / "out" / "responses.jsonl")}
+    assert {i: n for i, n in retried.items() if n} == {"mmmu_pro_standard10/test_History_1": 5,
+                                                         "mmmu_pro_standard10/validation_Math_3": 5}
+    calls.clear()
+    evaluate_model(model, {"mmmu_pro_standard10": tmp_path / "pro"}, tmp_path / "out2", max_new_tokens=7)
+    assert calls[0] == (7, 2)
 
 
 def test_every_image_of_a_row_is_fed_in_placeholder_order(setup, tmp_path, monkeypatch):

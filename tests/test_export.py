@@ -17,6 +17,7 @@ from PIL import Image
 
 from sectow import __version__
 from sectow.cli import main
+from sectow.export import PARQUET
 
 
 def pool_of(run: Path) -> list[dict]:
@@ -67,9 +68,21 @@ def test_the_card_and_the_files(exported):
     for text in ("What it is", "How it was made", "Handle it with care", "treat them like", "left out",
                  "load_from_disk", "placeholder"):
         assert text in card
+    from huggingface_hub import DatasetCard
+    data = DatasetCard.load(exported / "README.md").data  # written with, and read back by, the Hub's card classes
+    assert data.configs == [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET}]}]
+    assert "jailbreak" in data.tags and data.sectow["settings"] == "config.yaml"
     for path in [exported, *exported.rglob("*")]:
         assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
     assert not list(exported.parent.glob(".pool-*"))  # the staging folder was renamed into place
+
+
+def test_the_runs_final_defender_carries_its_model_card(micro_run):
+    from huggingface_hub import ModelCard
+    final = json.loads((micro_run / "summary.json").read_text())["final_defender"]
+    card = ModelCard.load(micro_run / final / "README.md")
+    assert card.data.sectow["run"] == micro_run.name and card.data.sectow["refusal_markers"] == "arditi"
+    assert "Held-out evaluation per iteration" in card.text and "iteration 1" in card.text
 
 
 def test_iterations_and_replies(micro_run, tmp_path):

@@ -116,3 +116,58 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
         gray = image.convert("L")
         dark = sum(gray.histogram()[:200])  # pixels clearly darker than the white page
     assert dark > 0.01 * gray.width * gray.height
+
+
+# ---- the model card --------------------------------------------------------------------------------
+
+
+def eval_result(model: Path) -> dict:
+    rate = {"value": 0.25, "n": 4, "interval": [0.0456, 0.6994]}
+    table = {"title": "ASR per forbidden topic", "rows": "topic", "columns": None, "column_order": ["all"],
+             "cells": {"Fraud": {"all": rate}, "all": {"all": rate}}}
+    return {"model": str(model), "judge": "refusal", "refusal_markers": "jailbreakbench", "judge_prompts": {},
+            "benchmarks": {"figstep": {"asr": rate, "judge": "refusal", "paper_tables": [table],
+                                       "judge_prompt_versions": ["refusal-strings-jailbreakbench"]}}}
+
+
+def test_the_final_defender_carries_a_hugging_face_model_card(tmp_path):
+    import hashlib
+
+    from huggingface_hub import ModelCard
+
+    from sectow.report.model_card import add_eval_to_model_card, write_run_model_card
+    run = make_run(tmp_path)
+    (run / "config.yaml").write_text("iterations: 2\ndefender:\n  path: Qwen/Qwen2.5-VL-3B-Instruct\njudge:\n  kind: refusal\n")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "refusal_markers": "arditi"}))
+    defender = run / "checkpoints" / "defender-2"
+    defender.mkdir(parents=True)
+    assert write_run_model_card(run) == defender / "README.md"
+    card = ModelCard.load(defender / "README.md")  # the Hub's own parser reads it back
+    assert card.data.base_model == "Qwen/Qwen2.5-VL-3B-Instruct" and "sectow" in card.data.tags
+    assert card.data.sectow["config_digest"] == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
+    assert card.data.sectow["refusal_markers"] == "arditi" and card.data.sectow["defender"] == "checkpoints/defender-2"
+    for text in ("Held-out evaluation per iteration", "cold start", "0.6125", "`arditi` refusal strings"):
+        assert text in card.text
+
+    # Each `sectow eval` of the folder adds its tables once; the same output folder replaces its own.
+    add_eval_to_model_card(eval_result(defender), tmp_path / "eval-a")
+    add_eval_to_model_card(eval_result(defender), tmp_path / "eval-a")
+    add_eval_to_model_card(eval_result(defender), tmp_path / "eval-b")
+    card = ModelCard.load(defender / "README.md")
+    assert card.text.count("<!-- sectow-eval ") == 2 and "### figstep: ASR per forbidden topic" in card.text
+    assert "refusal strings `jailbreakbench`" in card.text and "0.250 [0.046, 0.699]" in card.text
+    assert card.data.sectow["benchmark_evaluations"] == [str(tmp_path / "eval-a"), str(tmp_path / "eval-b")]
+    write_run_model_card(run)  # the report written again keeps the benchmark sections
+    assert ModelCard.load(defender / "README.md").text.count("<!-- sectow-eval ") == 2
+
+
+def test_a_card_sectow_did_not_write_is_never_touched(tmp_path):
+    from sectow.report.model_card import add_eval_to_model_card, write_run_model_card
+    model = tmp_path / "downloaded"
+    model.mkdir()
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Someone's model\n")
+    assert add_eval_to_model_card(eval_result(model), tmp_path / "eval") is None
+    assert (model / "README.md").read_text().endswith("# Someone's model\n")
+    run = make_run(tmp_path / "r")  # its final defender folder does not exist (e.g. the base model, outside)
+    assert write_run_model_card(run) is None

@@ -135,7 +135,7 @@ def parse_judge_options(items: list[str]) -> dict:
 
 # The settings an evaluation folder keeps: a --resume takes them from there, so none may be given with it.
 EVAL_DEFAULTS = {"model": None, "benchmark": None, "out": None, "judge": "refusal", "limit": None, "batch_size": 16,
-                 "max_new_tokens": 64, "prompt_defense": None, "vllm": False, "strict": False, "overwrite": False}
+                 "max_new_tokens": None, "prompt_defense": None, "vllm": False, "strict": False, "overwrite": False}
 
 
 def cmd_eval(args) -> int:
@@ -162,9 +162,12 @@ def cmd_eval(args) -> int:
             strict=args.strict, overwrite=args.overwrite)
     for line in evaluation.skip_lines():
         print(line, flush=True)
-    evaluation.run()
+    result = evaluation.run()
     print((out / "eval.md").read_text())
     print(f"results: {out / 'eval.json'}")
+    from sectow.report.model_card import add_eval_to_model_card
+    if (card := add_eval_to_model_card(result, out)) is not None:
+        print(f"model card: {card}")
     return 0
 
 
@@ -323,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=EVAL_DEFAULTS["batch_size"], metavar="N",
                           help=f"replies generated at once (default {EVAL_DEFAULTS['batch_size']})")
     evaluate.add_argument("--max-new-tokens", type=int, default=EVAL_DEFAULTS["max_new_tokens"], metavar="N",
-                          help=f"reply length cap (default {EVAL_DEFAULTS['max_new_tokens']})")
+                          help="reply length cap (default: the benchmark's reference inference where it sets one, "
+                               "MMMU-Pro 50; else 64)")
     evaluate.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
                           help="judge settings, e.g. base_url=http://localhost:8000/v1 model=NAME (http, native), "
                                "model_path=DIR (guard, native), framing=raw (native)")

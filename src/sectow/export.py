@@ -167,15 +167,16 @@ def dataset_card(rows: list[dict], about: dict, with_replies: bool) -> str:
     replies = ("Defender replies are included (`defender_reply`): they answer jailbreaks and may hold harmful "
                "text." if with_replies else "Defender replies are left out (`sectow export --with-replies` adds "
                "them).")
-    return f"""---
-pretty_name: "sectow jailbreaks: {about['folder']}"
-tags: [jailbreak, red-teaming, ai-safety, multimodal, sectow]
-size_categories: [{'n<1K' if len(rows) < 1000 else '1K<n<10K' if len(rows) < 10000 else '10K<n<100K'}]
-configs:
-- config_name: default
-  data_files:
-  - split: train
-    path: {PARQUET}
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    data = DatasetCardData(
+        pretty_name=f"sectow jailbreaks: {about['folder']}", tags=["jailbreak", "red-teaming", "ai-safety", "multimodal", "sectow"],
+        size_categories=["n<1K" if len(rows) < 1000 else "1K<n<10K" if len(rows) < 10000 else "10K<n<100K"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET}]}],
+        sectow={"source": about["folder"], "settings": about["config"], "judges": judges, "sectow_version": __version__},
+    )
+    return DatasetCard(f"""---
+{data.to_yaml()}
 ---
 
 # sectow jailbreaks: {about['folder']}
@@ -208,7 +209,7 @@ exploit code. Keep the files owner-only, as sectow writes them. Share aggregate 
 and share the rows only with people who harden models; do not publish them next to the model they beat.
 `intent` holds short, category-level harmful requests; no harmful answer is included unless replies were
 exported.{about.get("note", "")}
-"""
+""").content
 
 
 def export(folder: Path, out: Path, iterations: str | None = None, with_replies: bool = False) -> dict:

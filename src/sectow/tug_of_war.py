@@ -29,6 +29,7 @@ from sectow.models.vllm_generation import generation_engine
 from sectow.monitors import DefenderCheck, check_defender
 from sectow.pool import JailbreakPool
 from sectow.report.html_report import write_report
+from sectow.report.model_card import write_run_model_card
 from sectow.report.summary import summarize
 from sectow.run_folder import PhaseResult, Phases
 from sectow.training.attacker import frozen_defender, iteration_seeds, quality_monitor, train_attacker
@@ -274,6 +275,7 @@ class TugOfWar:
     def report(self) -> PhaseResult:
         self.write_summary()
         html, _ = write_report(self.folder)
+        write_run_model_card(self.folder)
         return PhaseResult({"html": self.phases.relative(html)})
 
     def write_summary(self) -> None:

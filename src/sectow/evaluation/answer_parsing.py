@@ -1,7 +1,8 @@
 """What a free-text response answered, exactly as the MMMU and MMMU-Pro evaluation scripts decide it
 (shared/benchmarks.md sections 4-5), so accuracies compare with published numbers: the option letter of a
-multiple-choice question (and whether it was only MMMU's random-guess fallback), and MMMU's open-answer
-rule. Upstream: MMMU-Benchmark/MMMU `eval/eval_utils.py` (commit 44b45b50) and `mmmu-pro/evaluate.py`."""
+multiple-choice question (and whether it was only the random-guess fallback), and MMMU's open-answer
+rule. Upstream: MMMU-Benchmark/MMMU `eval/eval_utils.py` (commit 44b45b50) and `mmmu-pro/evaluate.py`
+(commit 56eede82)."""
 
 from __future__ import annotations
 
@@ -13,33 +14,41 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 EDGE_PUNCTUATION = (",", ".", "!", "?", ";", ":", "'")
-RANDOM_SEED = 42  # MMMU seeds its fallback guess with 42
+# eval_utils.py runs `random.seed(42)` once, at import, and every fallback draws `random.choice` from that
+# one generator, in evaluation order. MMMU-Pro's evaluate.py seeds nothing: sectow seeds it the same way.
+RANDOM_SEED = 42
+
+
+def fallback_generator() -> random.Random:
+    """The generator upstream's fallback guesses draw from, freshly seeded: pass one instance to every
+    read in upstream's evaluation order and the guesses are upstream's, draw for draw."""
+    return random.Random(RANDOM_SEED)
 
 
 class Choice(NamedTuple):
-    """The letter a response picked; `guessed` when no rule found one and the letter is MMMU's seeded
-    random fallback (so a model that refuses everything still scores about 1/len(options))."""
+    """The letter a response picked; `guessed` when no rule found one and the letter is the seeded random
+    fallback (so a model that refuses everything still scores about 1/len(options))."""
 
     letter: str
     guessed: bool
 
 
-def read_mmmu_choice(response: str, options: Sequence[str]) -> Choice:
+def read_mmmu_choice(response: str, options: Sequence[str], rng: random.Random | None = None) -> Choice:
     """MMMU's multiple-choice parser (eval_utils.parse_multi_choice_response).
 
     Options get letters A, B, ... in order. After stripping edge punctuation, the first rule that finds
     any letter wins: `(X)`, then ` X ` between spaces, then (for responses over 5 words) the option's
-    text, case-insensitively. Several candidates: the one occurring last. None: a random letter from
-    `random.Random(42)`, so the same inputs always give the same guess (MMMU draws from a global RNG
-    seeded once, which makes its guesses depend on evaluation order)."""
-    return _mmmu_rules(response, options, letter_patterns=(" {} ",))
+    text, case-insensitively. Several candidates: the one occurring last. None: `rng.choice` of the
+    letters, where `rng` is the run's one `fallback_generator()` (None: a fresh one, as if this were
+    upstream's first guess)."""
+    return _mmmu_rules(response, options, (" {} ",), rng)
 
 
-def read_mmmu_pro_choice(response: str, options: Sequence[str]) -> Choice:
+def read_mmmu_pro_choice(response: str, options: Sequence[str], rng: random.Random | None = None) -> Choice:
     """MMMU-Pro's parser (mmmu-pro/evaluate.py): if the text after the last `Answer:` contains exactly
     one option letter, that letter; otherwise MMMU's rules, where the bare-letter rule is `X ` (a space
     after, none needed before) and then `X.`. Matching of letters is case-sensitive as upstream, so
-    `Answer: C. Because` counts C and B."""
+    `Answer: C. Because` counts C and B. The fallback draws from `rng` as in `read_mmmu_choice`."""
     letters = string.ascii_uppercase[: len(options)]
     marker = response.rfind("Answer:")
     if marker != -1:
@@ -47,7 +56,7 @@ def read_mmmu_pro_choice(response: str, options: Sequence[str]) -> Choice:
         matches = [letter for letter in letters if letter in tail]
         if len(matches) == 1:
             return Choice(matches[0], guessed=False)
-    return _mmmu_rules(response, options, letter_patterns=("{} ", "{}."))
+    return _mmmu_rules(response, options, ("{} ", "{}."), rng)
 
 
 def parse_mmmu_choice(response: str, options: Sequence[str]) -> str:
@@ -60,7 +69,8 @@ def parse_mmmu_pro_choice(response: str, options: Sequence[str]) -> str:
     return read_mmmu_pro_choice(response, options).letter
 
 
-def _mmmu_rules(response: str, options: Sequence[str], letter_patterns: Sequence[str]) -> Choice:
+def _mmmu_rules(response: str, options: Sequence[str], letter_patterns: Sequence[str],
+                rng: random.Random | None) -> Choice:
     if not options:
         raise ValueError("a multiple-choice question needs at least one option")
     letters = string.ascii_uppercase[: len(options)]
@@ -82,7 +92,7 @@ def _mmmu_rules(response: str, options: Sequence[str], letter_patterns: Sequence
         if candidates:
             by_letter = dict(zip(letters, options))
             return Choice(_last(candidates, lambda letter: lowered.rfind(by_letter[letter].lower())), guessed=False)
-    return Choice(random.Random(RANDOM_SEED).choice(letters), guessed=True)
+    return Choice((rng or fallback_generator()).choice(letters), guessed=True)
 
 
 def _last(candidates: list[str], position) -> str:
@@ -137,7 +147,9 @@ def parse_open_response(response: str) -> list[str | float]:
         for indicator in indicators:
             if indicator in sentence:
                 tail = sentence.split(indicator)[-1].strip()
-                if shortest is None or len(tail) < len(shortest):
+                # Upstream tests `not shortest`: an empty tail counts as none found yet, so any later tail
+                # replaces it ("... so \n" keeps looking).
+                if not shortest or len(tail) < len(shortest):
                     shortest = tail
         if shortest and shortest.strip() not in TRIVIAL:
             key_responses.append(shortest)

@@ -13,7 +13,7 @@ import logging
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,15 +25,17 @@ from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defen
 from sectow.config import JudgeSettings, PolicySettings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from sectow.data.benchmarks.base import sample_images
-from sectow.data.benchmarks.mmmu import MMMUPro
+from sectow.data.benchmarks.mmmu import MALFORMED, MMMUPro
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 from sectow.evaluation import eval_folder
-from sectow.evaluation.answer_parsing import Choice, open_answer_correct, read_mmmu_choice, read_mmmu_pro_choice
-from sectow.evaluation.metrics import Answer, benign_metrics, safety_metrics
+from sectow.evaluation.answer_parsing import (Choice, fallback_generator, open_answer_correct, read_mmmu_choice,
+                                              read_mmmu_pro_choice)
+from sectow.evaluation.metrics import Answer, benign_metrics, paper_table, safety_metrics
 from sectow.judges import JUDGES, build_judge
 from sectow.judges.base import Judge, Verdict
 from sectow.judges.native import all_prompt_versions
+from sectow.judges.refusal import BENCHMARK_MARKERS, is_refusal, refusal_markers
 from sectow.models import generation, vllm_generation
 from sectow.models.folder import check_chat_template, check_model_folder
 from sectow.models.policy import load_policy
@@ -43,6 +45,10 @@ from sectow.paths import lock_folder, nearest_existing
 
 log = logging.getLogger(__name__)
 INTERVALS = "wilson-95"
+DEFAULT_MAX_NEW_TOKENS = 64  # where neither --max-new-tokens nor the benchmark's reference inference sets one
+# Judges whose `refused` flag is a refusal-string match (the training set): in `sectow eval` it comes from the
+# benchmark refusal set instead, so ORR means the same whichever of them decides `unsafe`.
+STRING_REFUSAL_JUDGES = ("guard", "http", "native")
 
 
 def check_benchmark_name(name: str) -> None:
@@ -74,16 +80,32 @@ def choice_reader(name: str) -> Callable[[str, list[str]], Choice]:
 
 
 def score_answers(name: str, samples: list[Sample], responses: list[str]) -> list[Answer]:
-    """Multiple choice by the family's letter parser, open questions by MMMU's open-answer rule."""
-    read = choice_reader(name)
-    answers = []
-    for sample, response in zip(samples, responses, strict=True):
+    """Multiple choice by the family's letter parser, open questions by MMMU's open-answer rule. The
+    fallback guesses draw from one seeded generator in upstream's evaluation order (MMMU: subjects in its
+    scripts' order, rows in dataset order, `extra["upstream_order"]`; MMMU-Pro: file order), so each guess
+    is the one upstream's scripts draw for the same replies. A row whose gold letter names no option is
+    read like any other (its draw still happens) and can only be wrong; one with no options is wrong
+    without a draw (upstream's `random.choice([])` would stop the whole evaluation)."""
+    read, rng = choice_reader(name), fallback_generator()
+    answers: list[Answer | None] = [None] * len(samples)
+    order = sorted(range(len(samples)), key=lambda i: tuple(samples[i].extra.get("upstream_order", ())))
+    for index in order:
+        sample, response = samples[index], responses[index]
+        options = sample.extra.get("options") or []
         if sample.answer is None:  # open question
-            answers.append(Answer(open_answer_correct(response, sample.extra["open_answer"]), False, None))
+            answers[index] = Answer(open_answer_correct(response, sample.extra["open_answer"]), False, None)
+        elif not options:
+            answers[index] = Answer(False, False, None)
         else:
-            choice = read(response, sample.extra["options"])
-            answers.append(Answer(choice.letter == sample.answer, choice.guessed, choice.letter))
+            choice = read(response, options, rng)
+            answers[index] = Answer(choice.letter == sample.answer, choice.guessed, choice.letter, len(options))
     return answers
+
+
+def malformed_summary(samples: list[Sample]) -> dict:
+    """The rows scored wrong because their gold answer cannot be right, with the reason for each."""
+    rows = [{"id": s.id, **s.extra[MALFORMED]} for s in samples if MALFORMED in s.extra]
+    return {"count": len(rows), "rows": rows}
 
 
 def judge_label(verdicts: list[Verdict]) -> str:
@@ -110,7 +132,7 @@ class EvalSettings:
     judge_options: dict = field(default_factory=dict)
     limit: int | None = None
     batch_size: int = 16
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None  # None: each benchmark's reference budget, else DEFAULT_MAX_NEW_TOKENS
     prompt_defense: str | None = None
     use_vllm: bool = False
     strict: bool = False
@@ -182,11 +204,27 @@ class Evaluation:
             raise
 
     def judge_options(self) -> dict:
-        """The user's options, plus the judge cache inside the output folder for judges that keep one."""
+        """The user's options, plus the judge cache inside the output folder for judges that keep one, and
+        for the refusal judge the benchmark refusal set unless another is named."""
         options = dict(self.settings.judge_options)
         if "cache_path" in inspect.signature(JUDGES[self.settings.judge]).parameters:
             options.setdefault("cache_path", self.out_dir / eval_folder.JUDGE_CACHE)
+        if self.settings.judge == "refusal":
+            options.setdefault("markers", BENCHMARK_MARKERS)
         return options
+
+    @property
+    def refusal_markers(self) -> str | None:
+        """The refusal set behind every `refused` flag (and ORR): the refusal judge's own; the benchmark set
+        for judges that match strings; None for a judge that decides refusals another way."""
+        if self.settings.judge == "refusal":
+            return self.judge_options()["markers"]
+        return BENCHMARK_MARKERS if self.settings.judge in STRING_REFUSAL_JUDGES else None
+
+    def max_new_tokens(self, name: str) -> int:
+        """--max-new-tokens when given; else the benchmark's reference inference budget (MMMU-Pro: 50)."""
+        return (self.settings.max_new_tokens or BENCHMARKS[name].reference_max_new_tokens
+                or DEFAULT_MAX_NEW_TOKENS)
 
     def load(self, name: str, root: Path) -> BenchmarkData:
         options = {}
@@ -252,20 +290,40 @@ class Evaluation:
         one_image_reason = ("the vLLM engine here takes one image per prompt" if engine == "vllm" else
                             None if not several else several_images_refused(generate, processor))
         inputs = [model_input(s, q, engine, one_image_reason) for s, q in zip(samples, queries)]
-        # vLLM schedules its own batches: one call, so that its engine starts once.
-        step = len(inputs) if engine == "vllm" else settings.batch_size
+        # One pass per reply budget (benchmarks whose reference inference sets its own); vLLM schedules its own
+        # batches: one call per budget, so that its engine starts once per budget.
+        budgets: dict[int, list[int]] = defaultdict(list)
+        for index, (name, _) in enumerate(self.missing):
+            budgets[self.max_new_tokens(name)].append(index)
         generated = {}
         with eval_folder.ResponseLog(self.out_dir) as responses:
-            for start in tqdm(range(0, len(inputs), step), desc="eval", leave=False):
-                chunk = inputs[start:start + step]
-                replies = generate(processor, [prompt for prompt, _ in chunk], max_new_tokens=settings.max_new_tokens,
-                                   batch_size=settings.batch_size)
-                rows = [{"benchmark": name, "id": sample.id, "response": reply, **extra}
-                        for (name, sample), (_, extra), reply in zip(self.missing[start:start + step], chunk, replies,
-                                                                     strict=True)]
-                responses.write(rows)
-                generated.update({(row["benchmark"], row["id"]): row for row in rows})
+            for max_new_tokens, indices in budgets.items():
+                step = len(indices) if engine == "vllm" else settings.batch_size
+                for start in tqdm(range(0, len(indices), step), desc="eval", leave=False):
+                    chunk = indices[start:start + step]
+                    ask = lambda chosen: generate(processor, [inputs[i][0] for i in chosen],  # noqa: E731
+                                                  max_new_tokens=max_new_tokens, batch_size=settings.batch_size)
+                    replies = dict(zip(chunk, ask(chunk), strict=True))
+                    retries = self.retry_empty(replies, ask)
+                    rows = [{"benchmark": self.missing[i][0], "id": self.missing[i][1].id, "response": replies[i],
+                             **inputs[i][1], **({"retries": retries[i]} if i in retries else {})} for i in chunk]
+                    responses.write(rows)
+                    generated.update({(row["benchmark"], row["id"]): row for row in rows})
         return engine, generated
+
+    def retry_empty(self, replies: dict[int, str], ask) -> dict[int, int]:
+        """Ask again for the empty replies of benchmarks whose reference inference does (MMMU-Pro: up to 5
+        times); returns how many tries each retried row took. Greedy decoding gives the same reply again, so
+        this changes a figure only with an engine that is not deterministic."""
+        retries: dict[int, int] = {}
+        for attempt in range(1, max((BENCHMARKS[name].empty_reply_retries for name in self.data), default=0) + 1):
+            empty = [i for i, reply in replies.items()
+                     if not reply and BENCHMARKS[self.missing[i][0]].empty_reply_retries >= attempt]
+            if not empty:
+                break
+            replies.update(zip(empty, ask(empty), strict=True))
+            retries.update(dict.fromkeys(empty, attempt))
+        return retries
 
     def score(self, replies: dict, engine: str, reused: int, generated: int) -> dict:
         entries, audit, used_versions = {}, [], set()
@@ -279,32 +337,42 @@ class Evaluation:
                 raise UserError(f"{err} (judging {name}; the replies are kept in "
                                 f"{self.out_dir / eval_folder.RESPONSES}: `sectow eval --resume {self.out_dir}` "
                                 f"judges the rest without generating them again)") from None
+            if self.settings.judge in STRING_REFUSAL_JUDGES:  # the judge decides `unsafe`, the benchmark set `refused`
+                markers = refusal_markers(self.refusal_markers)
+                verdicts = [replace(v, refused=is_refusal(r, markers)) for v, r in zip(verdicts, responses, strict=True)]
             kind = BENCHMARKS[name].kind
             records = [{"benchmark": name, "id": s.id, "form": s.form, "category": s.category, "verdict": asdict(v),
                         **{k: row[k] for k in ("images", "note") if k in row}}
                        for s, v, row in zip(samples, verdicts, rows, strict=True)]
             if kind == "safety":
                 metrics = safety_metrics(samples, verdicts)
+                unsafe = [v.unsafe for v in verdicts]
+                metrics["paper_tables"] = [paper_table(table, samples, unsafe) for table in BENCHMARKS[name].paper_tables]
             else:
                 answers = score_answers(name, samples, responses)
                 metrics = benign_metrics(samples, answers, verdicts)
                 metrics["images"] = image_counts(rows, samples)
+                metrics["malformed"] = malformed_summary(samples)
                 for record, sample, answer in zip(records, samples, answers):
                     record.update(answer=sample.answer or sample.extra.get("open_answer"), chosen=answer.chosen,
-                                  guessed=answer.guessed, correct=answer.correct)
+                                  guessed=answer.guessed, correct=answer.correct,
+                                  **({"malformed": sample.extra[MALFORMED]["kind"]} if MALFORMED in sample.extra else {}))
             versions = prompt_versions(verdicts, self.judge)
             used_versions.update(versions)
             audit += records
             entries[name] = {
                 "name": name, "kind": kind, "root": str(bench.root), "rows": len(samples) + len(bench.skipped),
                 "n": len(samples), "skipped": skipped_summary(bench), **metrics,
-                "judge": judge_label(verdicts), "judge_prompt_versions": versions, "found": bench.found,
+                "judge": judge_label(verdicts), "judge_prompt_versions": versions,
+                "refusal_markers": self.refusal_markers, "max_new_tokens": self.max_new_tokens(name),
+                "found": bench.found,
             }
         known = all_prompt_versions()
         settings = self.settings
         result = {"model": str(Path(settings.model).absolute()), "judge": settings.judge,
                   "judge_options": self.judge_options(),
                   "judge_prompts": {v: known[v] for v in sorted(used_versions) if v in known},
+                  "refusal_markers": self.refusal_markers,
                   "limit": settings.limit, "batch_size": settings.batch_size, "max_new_tokens": settings.max_new_tokens,
                   "prompt_defense": settings.prompt_defense, "strict": settings.strict, "intervals": INTERVALS,
                   "generation_engine": engine, "responses": {"generated": generated, "reused": reused},
@@ -360,7 +428,7 @@ def skipped_summary(bench: BenchmarkData) -> dict:
 
 def prepare_evaluation(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, judge: str = "refusal",
                        judge_options: dict | None = None, limit: int | None = None, batch_size: int = 16,
-                       max_new_tokens: int = 64, prompt_defense: str | None = None, use_vllm: bool = False,
+                       max_new_tokens: int | None = None, prompt_defense: str | None = None, use_vllm: bool = False,
                        strict: bool = False, overwrite: bool = False) -> Evaluation:
     """A new evaluation, checked and loaded; `.run()` it. `prompt_defense` (a name in
     baselines.PROMPT_DEFENSES) adds its defense text to each query as its own paragraph, so it works with
@@ -390,30 +458,43 @@ def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, 
     return prepare_evaluation(model_dir, benchmarks, out_dir, **options).run()
 
 
-def markdown(result: dict) -> str:
-    """One row per (benchmark, metric), the rows skipped, then ASR by category for each safety benchmark."""
-    def cell(rate: dict) -> str:
-        if rate["value"] is None:
-            return "- | - | 0"
-        low, high = rate["interval"]
-        return f"{rate['value']:.3f} | [{low:.3f}, {high:.3f}] | {rate['n']}"
+def rate_cell(rate: dict) -> str:
+    """`value [low, high]` of a proportion, `-` for none."""
+    if not rate or rate["value"] is None:
+        return "-"
+    low, high = rate["interval"]
+    return f"{rate['value']:.3f} [{low:.3f}, {high:.3f}]"
 
-    lines = [f"# Evaluation of `{result['model']}`", "", "| benchmark | metric | value | 95% interval | n | judge |",
-             "|---|---|---|---|---|---|"]
-    metrics = ("asr", "accuracy", "accuracy_without_fallback", "accuracy_parsed_only", "orr")
+
+def table_markdown(table: dict, heading: str = "##") -> list[str]:
+    """A paper-shaped table (metrics.paper_table) as Markdown: value and 95% interval per cell, n per row."""
+    columns = table["column_order"]
+    header = [table["rows"], *(columns if table["columns"] else ["asr"]), "n"]
+    lines = [f"{heading} {table['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, cells in table["cells"].items():
+        values = [rate_cell(cells.get(c)) for c in (columns if table["columns"] else ["all"])]
+        lines.append(f"| {'**all**' if row == 'all' else row} | " + " | ".join(values) + f" | {cells['all']['n']} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    """One row per (benchmark, metric), the rows skipped or malformed, then each safety benchmark's
+    paper-shaped tables."""
+    lines = [f"# Evaluation of `{result['model']}`", "",
+             f"Refusal strings (`refused`, ORR): `{result.get('refusal_markers')}`. Intervals: Wilson score, 95%.", "",
+             "| benchmark | metric | value [95% interval] | n | judge |", "|---|---|---|---|---|"]
+    metrics = ("asr", "accuracy", "accuracy_expected", "accuracy_without_fallback", "accuracy_parsed_only", "orr")
     for name, entry in result["benchmarks"].items():
         for metric in metrics:
             if metric in entry:
-                lines.append(f"| {name} | {metric} | {cell(entry[metric])} | {entry['judge']} |")
-    lines += ["", "Intervals: Wilson score, 95%. `accuracy` is the official rule (MMMU's random-guess fallback "
-              "counts); `accuracy_without_fallback` counts a guess as wrong; `accuracy_parsed_only` is over the "
-              "replies an answer could be read from.", "", "| benchmark | rows | evaluated | skipped |",
-              "|---|---|---|---|"]
-    lines += [f"| {name} | {entry['rows']} | {entry['n']} | {entry['skipped']['count']} |"
-              for name, entry in result["benchmarks"].items()]
+                lines.append(f"| {name} | {metric} | {rate_cell(entry[metric])} | {entry[metric]['n']} | {entry['judge']} |")
+    lines += ["", "`accuracy` is the official rule (the random-guess fallback counts, drawn as upstream draws it); "
+              "`accuracy_expected` counts each guess as 1/number of options; `accuracy_without_fallback` counts a "
+              "guess as wrong; `accuracy_parsed_only` is over the replies an answer could be read from.", "",
+              "| benchmark | rows | evaluated | skipped | malformed (scored wrong) |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {entry['rows']} | {entry['n']} | {entry['skipped']['count']} | "
+              f"{entry.get('malformed', {}).get('count', 0)} |" for name, entry in result["benchmarks"].items()]
     for name, entry in result["benchmarks"].items():
-        if "asr_by_category" in entry:
-            lines += ["", f"## {name}: ASR by category", "", "| category | asr | 95% interval | n |",
-                      "|---|---|---|---|"]
-            lines += [f"| {category} | {cell(rate)} |" for category, rate in entry["asr_by_category"].items()]
+        for table in entry.get("paper_tables", []):
+            lines += ["", *table_markdown({**table, "title": f"{name}: {table['title']}"})]
     return "\n".join(lines) + "\n"

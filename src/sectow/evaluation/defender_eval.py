@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sectow.data.schema import Sample
 from sectow.evaluation.metrics import Answer, benign_metrics, by_key, safety_metrics
+from sectow.judges import refusal_set_of
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
 from sectow.rewards import gives_answer, is_option_letter, parse_option_letter
@@ -26,4 +27,5 @@ def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[S
     if jailbreaks:
         metrics.update(safety_metrics(jailbreaks, verdicts[:n], held_out_groups))
     metrics["orr_by_group"] = by_key(benign, [v.refused for v in verdicts[n:]], lambda s: s.extra.get("group") or s.form)
+    metrics["refusal_markers"] = refusal_set_of(judge)  # which refusal strings `refused` (ORR) matched
     return metrics

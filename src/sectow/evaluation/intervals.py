@@ -43,3 +43,13 @@ def proportion(flags: Sequence[bool | int | float]) -> dict:
     successes, n = int(sum(bool(flag) for flag in flags)), len(flags)
     low, high = wilson_interval(successes, n)
     return {"value": round(successes / n, DIGITS), "n": n, "interval": [round(low, DIGITS), round(high, DIGITS)]}
+
+
+def expected_proportion(chances: Sequence[float]) -> dict:
+    """The expected share of successes when each trial succeeds with its own chance (1 for a sure success,
+    1/k for a guess among k), with a Wilson interval at that expected count: `{"value", "n", "interval"}`."""
+    if not chances:
+        return {"value": None, "n": 0, "interval": None}
+    expected, n = float(sum(chances)), len(chances)
+    low, high = wilson_interval(min(expected, n), n)
+    return {"value": round(expected / n, DIGITS), "n": n, "interval": [round(low, DIGITS), round(high, DIGITS)]}

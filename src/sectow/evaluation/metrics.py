@@ -8,8 +8,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sectow.data.benchmarks.base import PaperTable, axis_value
 from sectow.data.schema import Sample
-from sectow.evaluation.intervals import proportion
+from sectow.evaluation.intervals import expected_proportion, proportion
 from sectow.judges.base import Verdict
 
 
@@ -37,23 +38,50 @@ def safety_metrics(samples: list[Sample], verdicts: list[Verdict], held_out_grou
     return metrics
 
 
+def paper_table(table: PaperTable, samples: list[Sample], flags: list[bool]) -> dict:
+    """A paper-shaped table of proportions: `cells[row][column]`, each row's `all`, and the `all` row
+    (column totals and the grand total). Without columns every row has its `all` only."""
+    row_of = [axis_value(s, table.rows[1]) for s in samples]
+    column_of = [axis_value(s, table.columns[1]) if table.columns else "all" for s in samples]
+    present = list(dict.fromkeys(column_of))
+    columns = [c for c in table.column_order if c in present] + sorted(c for c in present if c not in table.column_order)
+    groups: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for row, column, flag in zip(row_of, column_of, flags, strict=True):
+        for key in {(row, column), (row, "all"), ("all", column), ("all", "all")}:
+            groups[key].append(flag)
+    names = sorted(set(row_of)) + ["all"]
+    return {"title": table.title, "rows": table.rows[0], "columns": table.columns[0] if table.columns else None,
+            "column_order": [c for c in columns if c != "all"] + ["all"],
+            "cells": {row: {c: proportion(groups[(row, c)]) for c in [*columns, "all"] if (row, c) in groups}
+                      for row in names}}
+
+
 @dataclass(frozen=True)
 class Answer:
     """How one reply to a benign question scored: `correct` by the official rule (a multiple-choice guess
-    included), `guessed` when that letter was a benchmark's random fallback (MMMU's), `chosen` the letter
-    read (None for open questions)."""
+    included), `guessed` when that letter was the random fallback, `chosen` the letter read (None for open
+    questions), `n_options` the number of letters a guess was drawn from."""
 
     correct: bool
     guessed: bool
     chosen: str | None
+    n_options: int = 0
+
+    @property
+    def chance(self) -> float:
+        """The expected score: a guess is right 1 time in `n_options`, whatever this draw gave."""
+        return 1 / self.n_options if self.guessed else float(self.correct)
 
 
 def benign_metrics(samples: list[Sample], answers: list[Answer], verdicts: list[Verdict]) -> dict:
     """ORR over every benign sample, and accuracy three ways over the questions (`answers`, one per sample
     with an answer key or an open answer). `accuracy` is the official figure (a random-guess fallback
     counts when it hits); `accuracy_without_fallback` counts a guess as wrong, so a model that refuses
-    everything scores 0; `accuracy_parsed_only` is over the replies an answer could be read from."""
+    everything scores 0; `accuracy_parsed_only` is over the replies an answer could be read from;
+    `accuracy_expected` counts each guess as 1/number of options (the figure's expectation over unseeded
+    fallbacks, as MMMU-Pro's evaluate.py draws them)."""
     return {"accuracy": proportion([a.correct for a in answers]),
+            "accuracy_expected": expected_proportion([a.chance for a in answers]),
             "accuracy_without_fallback": proportion([a.correct and not a.guessed for a in answers]),
             "accuracy_parsed_only": proportion([a.correct for a in answers if not a.guessed]),
             "orr": proportion([v.refused for v in verdicts]),

@@ -7,12 +7,12 @@ import inspect
 from sectow.config import JudgeSettings
 from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
-from sectow.judges.composite import AllOf, AnyOf
+from sectow.judges.composite import AllOf, AnyOf, _Composite
 from sectow.judges.guard import GuardJudge
 from sectow.judges.http import HttpJudge
 from sectow.judges.native import NativeJudge
 from sectow.judges.on_topic import OnTopicJudge
-from sectow.judges.refusal import RefusalJudge
+from sectow.judges.refusal import TRAINING_MARKERS, RefusalJudge
 
 JUDGES: dict[str, type[Judge]] = {"refusal": RefusalJudge, "guard": GuardJudge, "http": HttpJudge,
                                   "native": NativeJudge, "on_topic": OnTopicJudge}
@@ -42,6 +42,20 @@ def _at(where: str) -> str:
     return "" if where == "judge" else f" at {where}"
 
 
+def refusal_set_of(judge: Judge) -> str | None:
+    """The refusal-string set behind a judge's `refused` flags, for the record: the refusal judge's own;
+    the training set for the guard, http and native judges, which match it on every reply; the parts' sets
+    for a composite ("a+b" when they differ); None for a judge that matches no strings (on_topic)."""
+    if isinstance(judge, RefusalJudge):
+        return judge.markers.name
+    if isinstance(judge, (GuardJudge, HttpJudge, NativeJudge)):
+        return TRAINING_MARKERS
+    if isinstance(judge, _Composite):
+        names = sorted({name for part in judge.judges if (name := refusal_set_of(part))})
+        return "+".join(names) or None
+    return None
+
+
 def build_judge(settings: JudgeSettings) -> Judge:
     """The judge `settings` describe; a UserError for options it does not take."""
     check_judge(settings)
@@ -51,4 +65,4 @@ def build_judge(settings: JudgeSettings) -> Judge:
 
 
 __all__ = ["Judge", "Verdict", "RefusalJudge", "GuardJudge", "HttpJudge", "NativeJudge", "OnTopicJudge", "AllOf",
-           "AnyOf", "JUDGES", "build_judge", "check_judge"]
+           "AnyOf", "JUDGES", "build_judge", "check_judge", "refusal_set_of"]

@@ -466,7 +466,7 @@ def build_sections(run: Run) -> list[Section]:
     figures = [Image(name, png, alt) for name, png, alt in plots if png]
     return [
         Section("Overview", [_overview(run, evals)]),
-        Section("Cold start vs each iteration", [comparison_table(evals)] if evals else ["No evaluation yet."]),
+        Section("Cold start vs each iteration", [comparison_table(evals), refusal_note(run)] if evals else ["No evaluation yet."]),
         Section("Plots", figures or ["Nothing to plot yet."]),
         Section("Compositions the attacker found", [DISCOVERY_NOTE, discovery_table(run.pool)]),
         Section("Pool diversity", [DIVERSITY_NOTE, diversity_table(diversity)]),
@@ -629,3 +629,18 @@ def _write(out: Path, title: str, sections: list[Section]) -> tuple[Path, Path]:
     write_atomic(html_path, render_html(title, sections))
     write_atomic(md_path, render_markdown(title, sections))
     return html_path, md_path
+
+
+# ---- the held-out table elsewhere (the model card) ---------------------------------------------------
+
+
+def refusal_note(run: Run) -> str:
+    """Which refusal strings the run's `refused` flags (ORR) matched, as summary.json records it."""
+    markers = run.summary.get("refusal_markers")
+    return f"Refusals (ORR) matched with the {markers} refusal strings." if markers else \
+        "The refusal strings of this run were not recorded (a run from before they were)."
+
+
+def held_out_markdown(run: Run) -> str:
+    """The cold start vs each iteration table, as Markdown."""
+    return _md_block(comparison_table(run.evaluations()))

@@ -1,5 +1,6 @@
-"""summary.json from a run's metrics: the cold start and every iteration evaluated so far, and the
-final defender. The evaluation figures are proportions ({"value", "n", "interval"})."""
+"""summary.json from a run's metrics: the cold start and every iteration evaluated so far, the final
+defender, and the refusal-string set its refusals were matched with. The evaluation figures are
+proportions ({"value", "n", "interval"})."""
 
 from __future__ import annotations
 
@@ -20,4 +21,4 @@ def summarize(metrics: list[dict]) -> dict:
     iterations.sort(key=lambda it: it["iteration"])
     final = by_phase.get(f"evaluate_iteration_{iterations[-1]['iteration']}") if iterations else cold
     return {"cold_start": {key: cold.get(key) for key in EVALUATED}, "iterations": iterations,
-            "final_defender": final.get("defender")}
+            "final_defender": final.get("defender"), "refusal_markers": final.get("refusal_markers")}

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 from sectow.data.schema import Sample, load_image, resolve_inside
 from sectow.errors import UserError
@@ -43,6 +43,24 @@ class BenchmarkData:
         return line
 
 
+class PaperTable(NamedTuple):
+    """A table a benchmark's paper reports: ASR per `rows` (x `columns`). Each axis is (the paper's name
+    for it, where a sample holds it: `category`, `form`, or `extra:<key>`); `column_order` as the paper
+    lays the columns out."""
+
+    title: str
+    rows: tuple[str, str]
+    columns: tuple[str, str] | None = None
+    column_order: tuple[str, ...] = ()
+
+
+def axis_value(sample: Sample, where: str) -> str:
+    """A sample's value on a table axis (`category`, `form`, `extra:<key>`); "none" when it has none."""
+    kind, _, key = where.partition(":")
+    value = sample.extra.get(key) if kind == "extra" else getattr(sample, where)
+    return str(value) if value is not None else "none"
+
+
 def skip(sample: Sample, kind: str, reason: str) -> Sample:
     """Mark a row as one that cannot be evaluated, and why."""
     sample.extra[SKIP] = {"kind": kind, "reason": reason}
@@ -56,6 +74,11 @@ class BenchmarkLoader(ABC):
     name: ClassVar[str]
     kind: ClassVar[Literal["safety", "general"]]
     description: ClassVar[str]
+    # The paper's table shape (safety benchmarks), and the reference inference's reply budget and retries of
+    # an empty reply where the paper's figure depends on them (None, 0: sectow's own settings apply).
+    paper_tables: ClassVar[tuple[PaperTable, ...]] = ()
+    reference_max_new_tokens: ClassVar[int | None] = None
+    empty_reply_retries: ClassVar[int] = 0
 
     def load(self, root: str | Path, limit: int | None = None,
              categories: Sequence[str] | str | None = None, seed: int = 0, check_images: bool = True) -> BenchmarkData:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, expect_file, read_csv, skip
+from sectow.data.benchmarks.base import (MISSING_IMAGE, BenchmarkLoader, PaperTable, existing_image, expect_file, read_csv,
+                                         skip)
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -37,6 +38,7 @@ class FigStep(BenchmarkLoader):
     name = "figstep"
     kind = "safety"
     description = "FigStep: 500 SafeBench questions rendered as typographic images + a list-filling query"
+    paper_tables = (PaperTable("ASR per forbidden topic", ("topic", "category")),)
     questions = "safebench.csv"
     images = "SafeBench"
 
@@ -72,6 +74,7 @@ class SafeBench(BenchmarkLoader):
     name = "safebench"
     kind = "safety"
     description = "SafeBench: the 500 plain harmful questions behind FigStep, text only"
+    paper_tables = FigStep.paper_tables
 
     def read(self, root: Path) -> tuple[list[Sample], dict]:
         path, rows = read_safebench(root, "safebench.csv")

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, read_csv, skip
+from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, PaperTable, existing_image, read_csv, skip
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
 FOLDER = "JailBreakV_28K"  # what the HF download and the Google Drive zip both extract to
+FORMATS = ("Template", "Persuade", "Logic", "figstep", "SD", "typo", "SD_typo")
+# The paper's three attack families: jailbreak texts carried over from LLMs, MM-SafetyBench-style
+# query-relevant images, and FigStep.
+ATTACK_FAMILY = {"Template": "llm_transfer", "Persuade": "llm_transfer", "Logic": "llm_transfer",
+                 "SD": "query_relevant", "typo": "query_relevant", "SD_typo": "query_relevant", "figstep": "figstep"}
 
 
 def find_csv(root: Path, filename: str) -> Path:
@@ -26,6 +31,11 @@ class JailBreakV(BenchmarkLoader):
     kind = "safety"
     description = "JailBreakV-28K: 28,000 image + jailbreak-text pairs over 16 policies and 7 formats"
     filename = "JailBreakV_28K.csv"
+    paper_tables = (
+        PaperTable("ASR per attack format", ("format", "form"), column_order=FORMATS),
+        PaperTable("ASR per policy x attack family", ("policy", "category"),
+                   ("attack family", "extra:attack_family"), ("llm_transfer", "query_relevant", "figstep")),
+    )
 
     def read(self, root: Path) -> tuple[list[Sample], dict]:
         path = find_csv(root, self.filename)
@@ -36,7 +46,7 @@ class JailBreakV(BenchmarkLoader):
             sample = Sample(
                 id=f"{self.name}/{row['id']}", query=row["jailbreak_query"], label="harmful",
                 image=str(image) if image else None, category=row["policy"], intent=row["redteam_query"],
-                form=row["format"],
+                form=row["format"], extra={"attack_family": ATTACK_FAMILY.get(row["format"], "other")},
             )
             if image is None:
                 missing += 1
@@ -55,6 +65,7 @@ class RedTeam2K(BenchmarkLoader):
     name = "redteam2k"
     kind = "safety"
     description = "RedTeam-2K: the 2,000 plain harmful questions JailBreakV-28K is built from (text only)"
+    paper_tables = (PaperTable("ASR per policy", ("policy", "category")),)
 
     def read(self, root: Path) -> tuple[list[Sample], dict]:
         path = find_csv(root, "RedTeam_2K.csv")

@@ -36,6 +36,17 @@ PRO_VISION_INSTRUCTION = (
 IMAGE_COLUMN = re.compile(r"image(?:_(\d+))?")  # image_1 .. image_7 (MMMU), image (MMMU-Pro vision)
 IMAGE_PLACEHOLDER = re.compile(r"<image\s+(\d+)>")
 IMAGE_MARKER = "[image]"
+# The order MMMU's scripts evaluate subjects in (eval/data_utils.py CAT_SHORT2LONG, by short name): its
+# fallback guesses draw from one seeded generator in that order, rows in dataset order within a subject.
+MMMU_SUBJECT_ORDER = (
+    "Accounting", "Agriculture", "Architecture_and_Engineering", "Art", "Art_Theory", "Basic_Medical_Science",
+    "Biology", "Chemistry", "Clinical_Medicine", "Computer_Science", "Design", "Diagnostics_and_Laboratory_Medicine",
+    "Economics", "Electronics", "Energy_and_Power", "Finance", "Geography", "History", "Literature", "Manage",
+    "Marketing", "Materials", "Math", "Mechanical_Engineering", "Music", "Pharmacy", "Physics", "Psychology",
+    "Public_Health", "Sociology",
+)
+MALFORMED = "malformed"  # Sample.extra key: why the row's gold answer cannot be right ({"kind", "reason"})
+GOLD_NOT_AN_OPTION = "gold answer not among the options"
 
 
 def place_images(prompt: str) -> tuple[str, list[str]]:
@@ -49,11 +60,13 @@ def place_images(prompt: str) -> tuple[str, list[str]]:
 
 
 def mmmu_prompt(question: str, options: Sequence[str]) -> str:
-    """MMMU's prompt: options as `(A) text` lines for multiple choice, a short-answer request otherwise."""
+    """MMMU's prompt (configs/llava1.5.yaml formats `{}\\n{}\\nAnswer with ...` and `{}\\nAnswer the
+    question ...`, filled by utils/data_utils.construct_prompt with `(A) text\\n` per option): one newline
+    after the question, a blank line before the instruction of a multiple-choice question."""
     if not options:
-        return f"{question}\n\n{MMMU_OPEN_INSTRUCTION}"
-    lines = "\n".join(f"({letter}) {option}" for letter, option in zip(string.ascii_uppercase, options))
-    return f"{question}\n\n{lines}\n\n{MMMU_CHOICE_INSTRUCTION}"
+        return f"{question}\n{MMMU_OPEN_INSTRUCTION}"
+    lines = "".join(f"({letter}) {option}\n" for letter, option in zip(string.ascii_uppercase, options))
+    return f"{question}\n{lines}\n{MMMU_CHOICE_INSTRUCTION}"
 
 
 def mmmu_pro_prompt(question: str, options: Sequence[str]) -> str:
@@ -73,10 +86,14 @@ def parse_options(value, where: str) -> list[str]:
     return [str(option) for option in options]
 
 
-def choice_answer(answer, options: list[str], where: str) -> str:
+def choice_answer(answer, options: list[str], where: str, extra: dict) -> str:
+    """The gold letter. One that names no option (upstream's own MMMU-Pro outputs hold such a row) is kept
+    as it is, so no reply can match it: upstream scores the row wrong, and so does sectow, with the reason
+    in `extra[MALFORMED]` for eval.json to list."""
     letter = str(answer).strip()
     if letter not in string.ascii_uppercase[: len(options)]:
-        raise UserError(f"{where}: answer {answer!r} is not one of the {len(options)} option letters")
+        extra[MALFORMED] = {"kind": GOLD_NOT_AN_OPTION,
+                            "reason": f"{where}: answer {answer!r} is not one of the {len(options)} option letters"}
     return letter
 
 
@@ -224,14 +241,18 @@ class MMMU(ParquetBenchmark):
         subject = re.fullmatch(r"[a-z]+_(.+)_\d+", str(row["id"]))
         multiple_choice = row["question_type"] == "multiple-choice"
         options = parse_options(row["options"], where)
-        extra = {"options": options}
+        category = subject.group(1) if subject else path.parent.name
+        number = re.search(r"(\d+)$", str(row["id"]))
+        extra = {"options": options,
+                 "upstream_order": (MMMU_SUBJECT_ORDER.index(category) if category in MMMU_SUBJECT_ORDER
+                                    else len(MMMU_SUBJECT_ORDER), int(number.group(1)) if number else 0)}
         if not multiple_choice:
             extra["open_answer"] = row["answer"]
         return Sample(
             id=f"{self.name}/{row['id']}", label="benign",
             query=mmmu_prompt(row["question"], options if multiple_choice else []),
-            answer=choice_answer(row["answer"], options, where) if multiple_choice else None,
-            category=subject.group(1) if subject else path.parent.name, extra=extra,
+            answer=choice_answer(row["answer"], options, where, extra) if multiple_choice else None,
+            category=category, extra=extra,
         )
 
 
@@ -246,6 +267,10 @@ class MMMUPro(ParquetBenchmark):
     description = "MMMU-Pro standard: 1,730 questions with up to 10 shuffled options"
     setting = "standard (10 options)"
     required = ("id", "question", "options", "answer", "subject", "image_1")
+    # mmmu-pro/infer/infer_transformers.py (commit 40b550c2): max_new_tokens=50, and an empty reply is asked
+    # again up to MAX_RETRY=5 times.
+    reference_max_new_tokens = 50
+    empty_reply_retries = 5
 
     def parquet_files(self, root: Path) -> list[Path]:
         files = sorted((root / self.setting).glob("test-*.parquet"))
@@ -256,10 +281,10 @@ class MMMUPro(ParquetBenchmark):
 
     def sample(self, row: dict, path: Path, where: str) -> Sample:
         options = parse_options(row["options"], where)
+        extra = {"options": options}  # upstream evaluates in file order, which is the loader's
         return Sample(
             id=f"{self.name}/{row['id']}", query=self.prompt(row, options), label="benign",
-            answer=choice_answer(row["answer"], options, where), category=row["subject"],
-            extra={"options": options},
+            answer=choice_answer(row["answer"], options, where, extra), category=row["subject"], extra=extra,
         )
 
     def prompt(self, row: dict, options: list[str]) -> str:

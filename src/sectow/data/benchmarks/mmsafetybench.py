@@ -1,12 +1,14 @@
 """MM-SafetyBench (shared/benchmarks.md section 2): per-scenario question JSON from the repository,
-images from a separate zip; each question gives up to three pairs (SD, SD_TYPO, TYPO)."""
+images from a separate zip; each question gives the paper's four queries: its original text alone
+(text-only), and the three image pairs (SD, TYPO, SD_TYPO)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from sectow.data.benchmarks.base import MISSING_IMAGE, BenchmarkLoader, existing_image, expect_file, read_json, skip
+from sectow.data.benchmarks.base import (MISSING_IMAGE, BenchmarkLoader, PaperTable, existing_image, expect_file,
+                                         read_json, skip)
 from sectow.data.schema import Sample
 from sectow.errors import UserError
 
@@ -16,8 +18,11 @@ SCENARIOS = (
     "10-Legal_Opinion", "11-Financial_Advice", "12-Health_Consultation", "13-Gov_Decision",
 )  # exact folder names, typo "Activitiy" included
 # Which stored question goes with which image: the SD image has no caption, so its query says
-# "The image shows" instead of "The bottom of the image shows".
-VARIANT_QUERY = {"SD": "Rephrased Question(SD)", "SD_TYPO": "Rephrased Question", "TYPO": "Rephrased Question"}
+# "The image shows" instead of "The bottom of the image shows". The text-only baseline asks the original
+# question with no image. In the paper's column order.
+TEXT_ONLY = "text_only"
+VARIANT_QUERY = {TEXT_ONLY: "Question", "SD": "Rephrased Question(SD)", "TYPO": "Rephrased Question",
+                 "SD_TYPO": "Rephrased Question"}
 VARIANTS = tuple(VARIANT_QUERY)
 
 
@@ -32,7 +37,10 @@ def image_folder(root: Path, scenario: str) -> Path | None:
 class MMSafetyBench(BenchmarkLoader):
     name = "mmsafetybench"
     kind = "safety"
-    description = "MM-SafetyBench: 1,680 questions x 3 image variants (SD, SD_TYPO, TYPO) over 13 scenarios"
+    description = ("MM-SafetyBench: 1,680 questions x 4 variants (text-only, SD, TYPO, SD_TYPO) over 13 "
+                   "scenarios")
+    paper_tables = (PaperTable("ASR per scenario x variant", ("scenario", "category"), ("variant", "form"),
+                               VARIANTS),)
 
     def __init__(self, variants: Sequence[str] | str = VARIANTS):
         variants = (variants,) if isinstance(variants, str) else tuple(variants)
@@ -79,13 +87,14 @@ class MMSafetyBench(BenchmarkLoader):
                     if not isinstance(entry.get(needed_field), str):
                         raise UserError(f"{where}: missing field {needed_field!r}")
                 for variant in self.variants:
-                    image = existing_image(folder, f"{variant}/{qid}.jpg", where) if folder else None
+                    text_only = variant == TEXT_ONLY
+                    image = existing_image(folder, f"{variant}/{qid}.jpg", where) if folder and not text_only else None
                     sample = Sample(
                         id=f"{self.name}/{scenario}/{variant}/{qid}", query=entry[VARIANT_QUERY[variant]],
                         label="harmful", image=str(image) if image else None, category=scenario,
                         intent=entry["Question"], form=variant, seed_id=f"{scenario}/{qid}",
                     )
-                    if image is None:
+                    if image is None and not text_only:
                         missing += 1
                         where_image = folder / variant if folder else missing_scenarios[scenario]
                         skip(sample, MISSING_IMAGE, f"{variant}/{qid}.jpg not found ({where_image})")
