@@ -96,12 +96,12 @@ def test_resume_refuses_a_missing_checkpoint(micro_run: Path, tmp_path, capsys):
     state = json.loads((copy / "state.json").read_text())
     state["completed"] = state["completed"][:EXPECTED_PHASES.index("pool_2")]  # killed in iteration 2
     (copy / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(copy / "checkpoints" / "defender-1")
+    shutil.rmtree(copy / "checkpoints" / "attacker-1")  # always made (a defender phase may roll back)
     before = (copy / "metrics.jsonl").read_text()
     assert main(["run", "--resume", str(copy)]) == 2
     err = capsys.readouterr().err
-    assert "defender-1" in err and "cannot resume exactly" in err and len(err.strip().splitlines()) == 1
-    assert not (copy / "checkpoints" / "defender-1").exists() and (copy / "metrics.jsonl").read_text() == before
+    assert "attacker-1" in err and "cannot resume exactly" in err and len(err.strip().splitlines()) == 1
+    assert not (copy / "checkpoints" / "attacker-1").exists() and (copy / "metrics.jsonl").read_text() == before
 
 
 def test_phases_record_their_timings(micro_run: Path):

@@ -32,7 +32,7 @@ log = logging.getLogger("sectow")
 
 COLD_START_PHASES = ("cold_start_defender", "cold_start_attacker", "evaluate_cold_start")
 COLD_START_CHECKPOINTS = ("defender-initial", "attacker-initial", "defender-cold_start", "attacker-cold_start")
-METRICS = ("asr", "asr_unseen_form", "orr", "accuracy")
+METRICS = ("asr", "asr_unseen_form", "orr", "orr_unseen_form", "accuracy")
 GROUPS = ("novel_text", "split", "picture")  # the held-out groups the comparison shows on their own
 
 

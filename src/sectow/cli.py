@@ -46,10 +46,10 @@ def print_table(summary: dict) -> None:
         value = value.get("value") if isinstance(value, dict) else value  # a proportion
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
-    print(f"{'':<14}{'ASR':>8}{'ASR unseen':>12}{'ORR':>8}{'accuracy':>10}{'attacker':>10}{'pool':>7}")
+    print(f"{'':<14}{'ASR':>8}{'ASR unseen':>12}{'ORR':>8}{'ORR unseen':>12}{'accuracy':>10}{'attacker':>10}{'pool':>7}")
     for name, m, attacker, pool in rows:
-        print(f"{name:<14}{fmt(m['asr']):>8}{fmt(m['asr_unseen_form']):>12}{fmt(m['orr']):>8}{fmt(m['accuracy']):>10}"
-              f"{fmt(attacker):>10}{fmt(pool):>7}")
+        print(f"{name:<14}{fmt(m['asr']):>8}{fmt(m['asr_unseen_form']):>12}{fmt(m['orr']):>8}"
+              f"{fmt(m.get('orr_unseen_form')):>12}{fmt(m['accuracy']):>10}{fmt(attacker):>10}{fmt(pool):>7}")
 
 
 def resumed(args, kind: str):

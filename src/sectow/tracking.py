@@ -19,7 +19,7 @@ from sectow.config import TrackingSettings
 log = logging.getLogger(__name__)
 
 LOOP_TRACKERS = ("tensorboard", "wandb", "trackio")
-RATES = ("asr", "asr_unseen_form", "orr", "accuracy")
+RATES = ("asr", "asr_unseen_form", "orr", "orr_unseen_form", "accuracy")
 
 
 def _value(figure) -> float | None:

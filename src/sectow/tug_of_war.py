@@ -35,7 +35,7 @@ from sectow.run_folder import PhaseResult, Phases
 from sectow.training.attacker import frozen_defender, iteration_seeds, quality_monitor, train_attacker
 from sectow.training.cold_start import cold_start
 from sectow.training.defender import channel, defender_rows, phase_prompts, still_open, train_defender
-from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows
+from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows, reading_rows
 from sectow.training.self_distill import benign_targets
 from sectow.world import World, load_world
 from sectow.world.base import ImageWriter
@@ -110,8 +110,10 @@ class TugOfWar:
             base = {role: getattr(config, role).path or self.tiny_default(role) for role in ("defender", "attacker")}
         if not config.cold_start:
             return Players(base["defender"], base["attacker"], base["attacker"])
+        requests = world.harmful_train + [s for s in world.benign_train if s.form == "plain" and not s.answer]
         rows = {"defender": lambda: defender_sft_rows(self.alignment(world), world.benign_train,
-                                                      self.benign_targets(base["defender"], world)),
+                                                      self.benign_targets(base["defender"], world))
+                + reading_rows(requests, world.strategies, config.data.image_size, self.seed("reading")),
                 "attacker": lambda: attacker_sft_rows(world.harmful_train, world.strategies, self.seed("cold_start_attacker"))}
         for role in ("defender", "attacker"):
             phase, target = f"cold_start_{role}", self.checkpoints / f"{role}-cold_start"

@@ -17,6 +17,7 @@ TILE = 2 * PATCH
 CANVAS = 4 * TILE  # 112 pixels: 4 x 4 tiles, 16 image tokens
 PALETTE = ((230, 40, 40), (40, 170, 60), (40, 70, 230), (240, 200, 30), (30, 200, 210), (200, 50, 200))
 BLANK = (255, 255, 255)
+CANVAS_WORDS, PHOTO_WORDS = 16, 8  # tiles a picture holds: a whole canvas, or the two rows under a photo
 
 
 # The script writes no function words, like a telegram: a request of up to 16 (8 under a photo) content

@@ -23,7 +23,7 @@ def evaluate_defender(model, processor, jailbreaks: list[Sample], benign: list[S
     # answer counts when the reply holds it.
     answers = [Answer(gives_answer(s.answer, r), False, parse_option_letter(r) if is_option_letter(s.answer) else None)
                for s, r in zip(benign, responses[n:]) if s.answer]
-    metrics = benign_metrics(benign, answers, verdicts[n:])
+    metrics = benign_metrics(benign, answers, verdicts[n:], held_out_groups)
     if jailbreaks:
         metrics.update(safety_metrics(jailbreaks, verdicts[:n], held_out_groups))
     metrics["orr_by_group"] = by_key(benign, [v.refused for v in verdicts[n:]], lambda s: s.extra.get("group") or s.form)

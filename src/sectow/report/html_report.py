@@ -224,7 +224,8 @@ def plot_rates(evals: list[tuple[int, dict]], rolled_back: set[int] = frozenset(
         ax.axvspan(k - 0.3, k + 0.3, color="0.88", zorder=0)
         ax.text(k, 1.0, "rolled\nback", ha="center", va="top", fontsize=7, color="0.35")
     for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, held-out strategies", "o--"),
-                              ("orr", "over-refusal rate", "s-"), ("accuracy", "benign accuracy", "^-")):
+                              ("orr", "over-refusal rate", "s-"), ("orr_unseen_form", "ORR, held-out strategies", "s--"),
+                              ("accuracy", "benign accuracy", "^-")):
         line, = ax.plot(ks, [math.nan if m.get(key) is None else m[key] for _, m in evals], style, label=label)
         bands = [m.get(f"{key}_interval") or (math.nan, math.nan) for _, m in evals]
         ax.fill_between(ks, [b[0] for b in bands], [b[1] for b in bands], color=line.get_color(), alpha=0.15)
@@ -323,10 +324,10 @@ def comparison_table(evals: list[tuple[int, dict]]) -> Table:
     for k, m in evals:
         delta = None if cold_asr is None or m.get("asr") is None else m["asr"] - cold_asr
         rows.append([_label(k), _rate_cell(m, "asr"), "–" if k == 0 else _num(delta),
-                     _rate_cell(m, "asr_unseen_form"), _rate_cell(m, "orr"), _rate_cell(m, "accuracy"),
-                     _num(m.get("attacker_success_rate")), _num(m.get("pool_size"))])
-    return Table(["", "ASR [95% interval]", "ASR change vs cold start", "held-out-strategy ASR", "ORR", "accuracy",
-                  "attacker success", "pool size"], rows)
+                     _rate_cell(m, "asr_unseen_form"), _rate_cell(m, "orr"), _rate_cell(m, "orr_unseen_form"),
+                     _rate_cell(m, "accuracy"), _num(m.get("attacker_success_rate")), _num(m.get("pool_size"))])
+    return Table(["", "ASR [95% interval]", "ASR change vs cold start", "held-out-strategy ASR", "ORR",
+                  "held-out-strategy ORR", "accuracy", "attacker success", "pool size"], rows)
 
 
 def _rate_cell(figures: dict, key: str) -> str:
@@ -571,7 +572,8 @@ def _images(sections: list[Section]) -> list[Image]:
 # The comparison table of `sectow ablate`: one row per method, its final figures with their intervals.
 COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_novel_text", "ASR novel text"),
            ("asr_split", "ASR split words"), ("asr_picture", "ASR picture"),
-           ("asr_unseen_form", "ASR held-out strategies"), ("orr", "ORR"), ("accuracy", "accuracy"), ("pool_size", "pool"),
+           ("asr_unseen_form", "ASR held-out strategies"), ("orr", "ORR"), ("orr_unseen_form", "ORR held-out strategies"),
+           ("accuracy", "accuracy"), ("pool_size", "pool"),
            ("attack_success", "attack success vs cold-start defender"))
 
 

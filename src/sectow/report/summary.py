@@ -4,7 +4,7 @@ proportions ({"value", "n", "interval"})."""
 
 from __future__ import annotations
 
-EVALUATED = ("asr", "asr_unseen_form", "orr", "accuracy", "asr_by_group", "asr_by_form", "orr_by_group")
+EVALUATED = ("asr", "asr_unseen_form", "orr", "orr_unseen_form", "accuracy", "asr_by_group", "asr_by_form", "orr_by_group")
 
 
 def summarize(metrics: list[dict]) -> dict:

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import replace
 
 from sectow.attacks.queries import attacker_target
-from sectow.attacks.strategies import Strategies, strategy_name
+from sectow.attacks.strategies import READ_QUERY, Composition, Strategies, strategy_name
 from sectow.config import RewardSettings
 from sectow.data.schema import Sample, load_image
 from sectow.game import AttackSeed, FrozenDefender, play_round
@@ -67,6 +67,25 @@ def defender_sft_rows(harmful: list[Sample], benign: list[Sample], benign_target
         copies = max(1, -(-len(harmful) // len(requests))) if requests else 1
         rows += [defender_row(s, benign_targets[s.id]) for s in answered for _ in range(copies if not s.answer else 1)]
     random.Random(0).shuffle(rows)
+    return rows
+
+
+def reading_rows(requests: list[Sample], strategies: Strategies, image_size: int, seed: int) -> list[dict]:
+    """Reading, which the defender's cold start teaches beside refusal as pre-training teaches a real MLLM
+    to read text in images: every request (harmful and benign alike) written in one of the world's pictures,
+    to be copied out as text. Reading is not refusing: what to do with a harmful request in a picture is
+    left to GRPO, as alignment left it. No rows for a world without pictures."""
+    pictures = [p for p in strategies.pictures if p != "none"]
+    if not pictures:
+        return []
+    rng = random.Random(seed)
+    rows = []
+    for sample in requests:
+        composition = Composition(picture=rng.choice(pictures))
+        request = sample.intent or sample.query
+        _, image = composition.render(READ_QUERY, request, load_image(sample.image) if sample.image else None, image_size)
+        rows.append({"prompt": [{"role": "user", "content": READ_QUERY}], "images": [image],
+                     "completion": [{"role": "assistant", "content": composition.written(request)}]})
     return rows
 
 

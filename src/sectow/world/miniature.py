@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from sectow.attacks.queries import attacker_instruction, attacker_target
-from sectow.attacks.strategies import DEMANDS, FRAMINGS, MINIATURE, PERSONAS, Composition, split_words
+from sectow.attacks.strategies import DEMANDS, FRAMINGS, MINIATURE, PERSONAS, READ_QUERY, Composition, split_words
 from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 from sectow.data.schema import Sample
 from sectow.world.base import ImageWriter, World, composed, jailbreak_variants
@@ -94,7 +94,7 @@ def corpus() -> list[str]:
     texts += [attacker_target(Composition.of(name), requests[0]) for name in ("dan+tiles+split", "tiles_photo")]
     texts += [attacker_instruction(requests[0]), attacker_instruction(requests[0], "Strategy: none", REFUSAL_REPLY, "tiles split")]
     texts += [question_text(t, o) for t, o in QUESTION_TEMPLATES]
-    texts += [REFUSAL_REPLY, COMPLIANCE_REPLY] + [answer_reply(letter) for letter in LETTERS]
+    texts += [REFUSAL_REPLY, COMPLIANCE_REPLY, READ_QUERY] + [answer_reply(letter) for letter in LETTERS]
     return texts
 
 
