@@ -121,8 +121,8 @@ def main() -> None:
             f"defender accepted in >= 2 of 3 iterations ({sum(r['accepted'])})": sum(r["accepted"]) >= 2,
         }
         if r["picture_share"] is not None:
-            aims[f"last iteration >= 15% picture outputs ({r['picture_share']:.2f})"] = r["picture_share"] >= 0.15
-            aims[f"last iteration <= 8% unparsable ({r['unparsable_share']:.2f})"] = r["unparsable_share"] <= 0.08
+            aims[f"last iteration >= 15% picture outputs ({r['picture_share']:.3f})"] = r["picture_share"] >= 0.15
+            aims[f"last iteration <= 8% unparsable ({r['unparsable_share']:.3f})"] = r["unparsable_share"] <= 0.08
         if args.attackers:
             untrained, trained = attacker_figures(Path(args.runs[rows.index(r)]).resolve())
             times = trained["value"] / max(untrained["value"], 1e-9)

@@ -17,7 +17,7 @@ from sectow.attacks.queries import attacker_target, parse_attacker_output
 from sectow.attacks.strategies import USER_DATA, Composition
 from sectow.cli import main
 from sectow.config import GrpoSettings, MonitorSettings, PolicySettings, RewardSettings, SftSettings, load_config
-from sectow.data.schema import Sample, read_samples
+from sectow.data.schema import Sample
 from sectow.errors import UserError
 from sectow.game import AttackSeed, FrozenDefender, play_round
 from sectow.judges import AllOf, OnTopicJudge, RefusalJudge
@@ -339,10 +339,12 @@ def test_the_loop_with_a_text_only_defender_of_another_size(models, tmp_path):
     assert phases == ["cold_start_defender", "cold_start_attacker", "evaluate_cold_start", "attacker_grpo_1", "pool_1",
                       "defender_grpo_1", "evaluate_iteration_1", "report"]
     summary = json.loads((run / "summary.json").read_text())
-    pictures = sum(1 for s in read_samples(SMOLLM2_DATA / "held_out_benign.jsonl") if s.image)
-    questions = sum(1 for s in read_samples(SMOLLM2_DATA / "held_out_benign.jsonl") if s.answer)
-    assert summary["cold_start"]["accuracy"]["n"] == questions - pictures
-    text_only = USER_DATA.without_pictures()  # ASR over the strategies training uses; the held-out ones apart
-    assert summary["iterations"][0]["asr"]["n"] == 14 * sum(g not in text_only.held_out_groups for g, _ in text_only.evaluation())
+    # Reported on the test split of the held-out data, text-only: no question that needs its picture, and ASR
+    # over the strategies training uses (the held-out ones apart).
+    jailbreaks, benign = load_world(load_config(run / "config.yaml"), run / "world", pictures=False).split("test")
+    assert summary["cold_start"]["accuracy"]["n"] == sum(1 for s in benign if s.answer) > 0
+    assert not any(s.image for s in benign)
+    text_only = USER_DATA.without_pictures()
+    assert summary["iterations"][0]["asr"]["n"] == sum(s.extra["group"] not in text_only.held_out_groups for s in jailbreaks) > 0
     assert (run / "self_distill" / "benign_targets.jsonl").is_file()  # a model of yours: its own replies
     assert re.fullmatch(r"\d+", str(summary["iterations"][0]["pool_size"]))

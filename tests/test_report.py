@@ -26,8 +26,9 @@ def make_run(root: Path, iterations: int = 2, configured: int = 2) -> Path:
     (run / "pool" / "images").mkdir(parents=True)
     (run / "config.yaml").write_text(f"iterations: {configured}\n")
     metrics = [evaluation("evaluate_cold_start", 0.6125, 0.0125)]
-    summary = {"cold_start": metrics[0], "iterations": [], "final_defender": "checkpoints/defender-cold_start",
-               "environment": [{"cpu_model": "Test CPU 9000", "torch_threads": 1, "versions": {"torch": "2.13.0"}}]}
+    summary = {"cold_start": metrics[0], "iterations": [], "final_defender": "checkpoints/defender-cold_start"}
+    (run / "environment.json").write_text(json.dumps([{"cpu_model": "Test CPU 9000", "torch_threads": 1,
+                                                       "versions": {"torch": "2.13.0"}}]))
     records = []
     for k in range(1, iterations + 1):
         success, pool_size = (0.4321, 0.2468, 0.1357)[k - 1], 10 * k

@@ -43,7 +43,9 @@ from sectow.world.miniature import corpus
 
 log = logging.getLogger("sectow")
 UNPARSABLE = "unparsable"
-ENVIRONMENT = "environment.json"  # one entry per start or resume of the run: CPU model, threads, versions
+# One entry per start or resume of the run (CPU model, threads, versions): kept apart from summary.json, whose
+# figures a resumed run reproduces exactly.
+ENVIRONMENT = "environment.json"
 
 
 def phase_seed(seed: int, phase: str) -> int:
@@ -233,10 +235,11 @@ class TugOfWar:
                 open_ids = [s.id for s in still_open(pool, frozen_defender(players.defender, self.config), self.judge)]
             open_ids = set(ranks.share(open_ids))
             open_pool = [s for s in pool if s.id in open_ids]
-            images = ImageWriter(self.folder / "world")
-            rows, harmful_by_channel = defender_rows(
-                open_pool, self.alignment(world), world.benign_train, phase_prompts(self.config.defender_grpo), images,
-                self.config.data.image_size, random.Random(self.seed(f"defender_rows_{k}")))
+            with ranks.state().main_process_first():  # the main process writes the counterparts' images
+                rows, harmful_by_channel = defender_rows(
+                    open_pool, self.alignment(world), world.benign_train, phase_prompts(self.config.defender_grpo),
+                    ImageWriter(self.folder / "world"), self.config.data.image_size,
+                    random.Random(self.seed(f"defender_rows_{k}")))
             log.info("%s: defender GRPO on %d prompts (%d of %d pool records still open)", phase, len(rows),
                      len(open_pool), len(pool))
             trained = train_defender(players.defender, rows, self.judge, self.config, self.folder / "trainer" / phase,
@@ -281,5 +284,4 @@ class TugOfWar:
         return PhaseResult({"html": self.phases.relative(html)})
 
     def write_summary(self) -> None:
-        summary = {**summarize(self.phases.record.metrics()), "environment": self.environments()}
-        write_atomic(self.folder / "summary.json", json.dumps(summary, indent=2))
+        write_atomic(self.folder / "summary.json", json.dumps(summarize(self.phases.record.metrics()), indent=2))

@@ -11,7 +11,7 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -68,6 +68,7 @@ class Run:
     pool: list[dict]
     pool_dir: Path
     configured_iterations: int | None
+    environment: list[dict] = field(default_factory=list)  # environment.json: where each start or resume ran
 
     def phases(self, prefix: str) -> list[dict]:
         return [m for m in self.metrics if m.get("phase", "").startswith(prefix)]
@@ -134,6 +135,15 @@ def _read_json(path: Path):
         raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
+def _environment(run_dir: Path) -> list[dict]:
+    """environment.json's entries; none when it is missing or damaged (it only informs the overview)."""
+    try:
+        found = _read_json(run_dir / "environment.json")
+    except (UserError, OSError):
+        return []
+    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
 def load_run(run_dir: Path) -> Run:
     for required in ("summary.json", "metrics.jsonl"):
         if not (run_dir / required).is_file():
@@ -151,7 +161,7 @@ def load_run(run_dir: Path) -> Run:
     metrics = _read_json_lines(run_dir / "metrics.jsonl")
     if not all(isinstance(m.get("phase"), str) for m in metrics):
         raise UserError(f"{run_dir / 'metrics.jsonl'}: a line without a phase name")
-    return Run(name=run_dir.resolve().name, summary=summary, metrics=metrics,
+    return Run(name=run_dir.resolve().name, summary=summary, metrics=metrics, environment=_environment(run_dir),
                pool=_read_json_lines(pool_file) if pool_file.is_file() else [], pool_dir=run_dir / "pool",
                configured_iterations=config.get("iterations") if isinstance(config, dict)
                and isinstance(config.get("iterations"), int) else None)
@@ -222,7 +232,7 @@ def plot_rates(evals: list[tuple[int, dict]], rolled_back: set[int] = frozenset(
     ks = [k for k, _ in evals]
     for k in sorted(rolled_back & set(ks)):
         ax.axvspan(k - 0.3, k + 0.3, color="0.88", zorder=0)
-        ax.text(k, 1.0, "rolled\nback", ha="center", va="top", fontsize=7, color="0.35")
+        ax.text(k, 0.02, "rolled\nback", ha="center", va="bottom", fontsize=7, color="0.35")
     for key, label, style in (("asr", "ASR", "o-"), ("asr_unseen_form", "ASR, held-out strategies", "o--"),
                               ("orr", "over-refusal rate", "s-"), ("orr_unseen_form", "ORR, held-out strategies", "s--"),
                               ("accuracy", "benign accuracy", "^-")):
@@ -442,7 +452,7 @@ def _overview(run: Run, evals: list[tuple[int, dict]]) -> str:
         if run.configured_iterations and done < run.configured_iterations:
             progress += f" of {run.configured_iterations} configured (partial run)"
         progress += "."
-    machines = run.summary.get("environment") or []
+    machines = run.environment
     ran_on = "; ".join(f"{e.get('cpu_model')} ({e.get('torch_threads')} torch threads, torch "
                        f"{(e.get('versions') or {}).get('torch')}, transformers {(e.get('versions') or {}).get('transformers')}, "
                        f"TRL {(e.get('versions') or {}).get('trl')})" for e in machines if isinstance(e, dict))
