@@ -134,7 +134,7 @@ def run_engine(engine: str, folder: Path, rows: list[dict], settings: GrpoSettin
     reward = ClockedReward(DefenderReward(RefusalJudge(), RewardSettings()), clock)
     used = grpo_train(model, processor, rows, reward, work / f"trainer-{engine}",
                       settings.model_copy(update={"use_vllm": engine != "hf-generate"}),
-                      max_completion_length=max_completion_length, seed=0, bf16=True, callbacks=[clock])
+                      max_completion_length=max_completion_length, seed=0, bf16=True, callbacks=[clock]).engine
     measured = clock.steps[1:] if len(clock.steps) > 1 else clock.steps
     total = {key: sum(s[key] for s in measured) for key in ("seconds", "rollout_seconds", "trained", "generated")}
     flops = 6 * params * total["trained"] + 2 * params * total["generated"]

@@ -56,7 +56,9 @@ def assert_complete(run: Path) -> dict:
     assert rates and all(0 <= p["value"] <= 1 and p["n"] > 0 and p["interval"][0] <= p["value"] <= p["interval"][1]
                          for p in rates)
     seen = sum(group not in USER_DATA.held_out_groups for group, _ in USER_DATA.evaluation())
-    assert summary["iterations"][0]["asr"]["n"] == 2 * seen and summary["iterations"][0]["asr_unseen_form"]["n"] == 2
+    # The test split: one of the 2 held-out seeds in the trained compositions (the other is validation's), and
+    # the held-out forms of both.
+    assert summary["iterations"][0]["asr"]["n"] == seen and summary["iterations"][0]["asr_unseen_form"]["n"] == 2
     assert isinstance(summary["iterations"][0]["pool_size"], int)
     assert (run / "report" / "report.html").is_file() and (run / "pool" / "iteration-1.jsonl").is_file()
     # LoRA merged into every checkpoint the loop saved: plain model folders.
@@ -75,5 +77,5 @@ def assert_complete(run: Path) -> dict:
 def test_shipped_config_in_short_form(smollm2_folders, tmp_path):
     vision = smollm2_folders["smollm2-vl"]
     summary = assert_complete(run_short(tmp_path, vision, vision))
-    assert summary["cold_start"]["accuracy"]["n"] == 2  # a text question and a picture question
+    assert summary["cold_start"]["accuracy"]["n"] == 1  # of its text question and picture question, the one in the test half
 

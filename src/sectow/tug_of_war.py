@@ -38,7 +38,7 @@ from sectow.training.defender import channel, defender_rows, phase_prompts, stil
 from sectow.training.players import aligned_harmful, attacker_sft_rows, defender_sft_rows, reading_rows
 from sectow.training.self_distill import benign_targets
 from sectow.world import World, load_world
-from sectow.world.base import ImageWriter
+from sectow.world.base import ImageWriter, plain_requests
 from sectow.world.miniature import corpus
 
 log = logging.getLogger("sectow")
@@ -112,7 +112,7 @@ class TugOfWar:
             base = {role: getattr(config, role).path or self.tiny_default(role) for role in ("defender", "attacker")}
         if not config.cold_start:
             return Players(base["defender"], base["attacker"], base["attacker"])
-        requests = world.harmful_train + [s for s in world.benign_train if s.form == "plain" and not s.answer]
+        requests = world.harmful_train + plain_requests(world.benign_train)
         rows = {"defender": lambda: defender_sft_rows(self.alignment(world), world.benign_train,
                                                       self.benign_targets(base["defender"], world))
                 + reading_rows(requests, world.strategies, config.data.image_size, self.seed("reading")),

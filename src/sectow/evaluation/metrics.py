@@ -84,7 +84,7 @@ def benign_metrics(samples: list[Sample], answers: list[Answer], verdicts: list[
     fallbacks, as MMMU-Pro's evaluate.py draws them)."""
     unseen = [s.extra.get("group") in held_out_groups for s in samples]
     figures = {"orr_unseen_form": proportion([v.refused for v, u in zip(verdicts, unseen, strict=True) if u])} \
-        if held_out_groups else {}
+        if any(unseen) else {}  # a user's benign data has no held-out forms
     return {**figures, "accuracy": proportion([a.correct for a in answers]),
             "accuracy_expected": expected_proportion([a.chance for a in answers]),
             "accuracy_without_fallback": proportion([a.correct and not a.guessed for a in answers]),

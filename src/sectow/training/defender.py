@@ -23,7 +23,7 @@ from sectow.judges.base import Judge
 from sectow.models.policy import for_training, load_policy, merged
 from sectow.training.grpo import grpo_train
 from sectow.training.players import DefenderReward, defender_grpo_row
-from sectow.world.base import ImageWriter, composed
+from sectow.world.base import ImageWriter, composed, plain_requests
 
 ALIGNMENT = "alignment"  # the channel of the cold start's own harmful rows (plain requests, known templates)
 QUESTION_SHARE = 1 / 8  # of a phase's prompts: benign questions with answer keys, so accuracy holds
@@ -64,7 +64,7 @@ def defender_rows(open_pool: list[Sample], alignment: list[Sample], benign: list
         by_channel[channel(sample.form)].append(sample)
     by_channel[ALIGNMENT] = list(alignment)
     questions = [s for s in benign if s.answer]
-    requests = [s for s in benign if not s.answer and s.form == "plain"]
+    requests = plain_requests(benign)
     n_harmful = prompts - (round(prompts * QUESTION_SHARE) if questions else 0)
     n_harmful = n_harmful // 2 if requests else n_harmful  # each with its benign counterpart
     n_questions = prompts - n_harmful * (2 if requests else 1) if questions else 0

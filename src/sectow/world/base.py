@@ -41,6 +41,11 @@ class World:
         return part_of(self.jailbreaks_held_out), part_of(self.benign_held_out)
 
 
+def plain_requests(samples: list[Sample]) -> list[Sample]:
+    """The requests among `samples` as they are, without a wrapper or picture and without an answer key."""
+    return [s for s in samples if s.form == "plain" and not s.answer]
+
+
 def split_key(sample: Sample) -> str:
     """What a held-out sample is split by: its seed (every composition of one request goes the same way)."""
     return sample.seed_id or sample.id
