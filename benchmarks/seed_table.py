@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from sectow.environment import read_environments  # noqa: E402
 from sectow.evaluation.intervals import proportion  # noqa: E402
 
 UNSEEN = ("held_out_encoding", "held_out_picture")
@@ -51,7 +52,7 @@ def seed_row(folder: Path) -> dict:
     last_pool = metrics[f"pool_{k_last}"]
     cells = last_pool.get("attacker_cells")  # recorded since commit 063279d
     outputs = sum(cells.values()) if cells else None
-    environment = json.loads((folder / "environment.json").read_text())[0] if (folder / "environment.json").exists() else {}
+    environment = (read_environments(folder) or [{}])[0]
     return {
         "seed": config["seed"], "folder": folder.name, "cpu": environment.get("cpu_model"),
         "threads": environment.get("torch_threads"),

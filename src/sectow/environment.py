@@ -3,12 +3,19 @@ gives different trajectories on different CPU models, so every run folder record
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
+
+from sectow.atomic import write_atomic
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sectow")
+# One entry per start or resume of a run: kept apart from summary.json, whose figures a resumed run
+# reproduces exactly.
+ENVIRONMENT = "environment.json"
 
 
 def cpu_model() -> str:
@@ -35,3 +42,18 @@ def environment() -> dict:
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": sys.version.split()[0], "platform": platform.platform(), "versions": versions}
+
+
+def read_environments(folder: Path) -> list[dict]:
+    """The entries of a run folder's environment.json; none when it is missing or damaged (it informs, and
+    is written anew)."""
+    try:
+        found = json.loads((folder / ENVIRONMENT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+def record_environment(folder: Path) -> None:
+    """Add this process's environment to the run folder's environment.json."""
+    write_atomic(folder / ENVIRONMENT, json.dumps(read_environments(folder) + [environment()], indent=2))

@@ -17,7 +17,7 @@ from sectow.atomic import write_atomic
 from sectow.attacks.strategies import strategy_name
 from sectow.config import RunConfig, config_to_yaml
 from sectow.data.schema import Sample
-from sectow.environment import environment
+from sectow.environment import record_environment
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.faults import crash_point
 from sectow.game import play_round, sample_attacker
@@ -43,9 +43,6 @@ from sectow.world.miniature import corpus
 
 log = logging.getLogger("sectow")
 UNPARSABLE = "unparsable"
-# One entry per start or resume of the run (CPU model, threads, versions): kept apart from summary.json, whose
-# figures a resumed run reproduces exactly.
-ENVIRONMENT = "environment.json"
 
 
 def phase_seed(seed: int, phase: str) -> int:
@@ -74,16 +71,7 @@ class TugOfWar:
         if ranks.is_main() and not (folder / "config.yaml").exists():
             write_atomic(folder / "config.yaml", config_to_yaml(config))
         if ranks.is_main():  # a resume, maybe on another machine, adds its own entry
-            write_atomic(folder / ENVIRONMENT, json.dumps(self.environments() + [environment()], indent=2))
-
-    def environments(self) -> list[dict]:
-        """What every start and resume of the run ran on; [] before the first (or for an unreadable file,
-        which is written anew)."""
-        try:
-            found = json.loads((self.folder / ENVIRONMENT).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return []
-        return found if isinstance(found, list) else []
+            record_environment(folder)
 
     def seed(self, phase: str) -> int:
         return phase_seed(self.config.seed, phase)
@@ -212,6 +200,7 @@ class TugOfWar:
         defender stays). Every check is recorded in metrics.jsonl."""
         phase, target = f"defender_grpo_{k}", self.checkpoints / f"defender-{k}"
         validation = world.split("validation")
+        checks: list[DefenderCheck] = []  # this phase's, in order; step 0 is its start
 
         def check(policy, step: int) -> bool:
             figures = None
@@ -224,8 +213,6 @@ class TugOfWar:
             log.info("%s: step %d: validation ORR %.3f, ASR %.3f: %s", phase, step, orr, asr,
                      "start" if step == 0 else "passes" if checks[-1].passed else "fails")
             return checks[-1].passed
-
-        checks: list[DefenderCheck] = []
 
         def work() -> PhaseResult:
             checks.clear()

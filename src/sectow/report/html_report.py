@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
 from sectow.atomic import replacing
+from sectow.environment import read_environments
 from sectow.errors import UserError
 from sectow.faults import crash_point
 from sectow.atomic import write_atomic
@@ -135,15 +136,6 @@ def _read_json(path: Path):
         raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
-def _environment(run_dir: Path) -> list[dict]:
-    """environment.json's entries; none when it is missing or damaged (it only informs the overview)."""
-    try:
-        found = _read_json(run_dir / "environment.json")
-    except (UserError, OSError):
-        return []
-    return [e for e in found if isinstance(e, dict)] if isinstance(found, list) else []
-
-
 def load_run(run_dir: Path) -> Run:
     for required in ("summary.json", "metrics.jsonl"):
         if not (run_dir / required).is_file():
@@ -161,7 +153,7 @@ def load_run(run_dir: Path) -> Run:
     metrics = _read_json_lines(run_dir / "metrics.jsonl")
     if not all(isinstance(m.get("phase"), str) for m in metrics):
         raise UserError(f"{run_dir / 'metrics.jsonl'}: a line without a phase name")
-    return Run(name=run_dir.resolve().name, summary=summary, metrics=metrics, environment=_environment(run_dir),
+    return Run(name=run_dir.resolve().name, summary=summary, metrics=metrics, environment=read_environments(run_dir),
                pool=_read_json_lines(pool_file) if pool_file.is_file() else [], pool_dir=run_dir / "pool",
                configured_iterations=config.get("iterations") if isinstance(config, dict)
                and isinstance(config.get("iterations"), int) else None)
