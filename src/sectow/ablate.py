@@ -19,10 +19,11 @@ from sectow.baselines.self_instruct import attack_success
 from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
+from sectow.evaluation.intervals import proportion
 from sectow.judges import build_judge
 from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
-from sectow.report.html_report import comparison_markdown
+from sectow.report.html_report import comparison_markdown, seeds_markdown
 from sectow.run_folder import MARKER, lock, write_marker
 from sectow.training.self_distill import benign_targets
 from sectow.tug_of_war import TugOfWar
@@ -204,6 +205,132 @@ class Ablation:
         return rows
 
 
+# ---- several seeds ----------------------------------------------------------------------------------
+SEEDS = "seeds.json"  # in a multi-seed ablation folder: the seeds, in order; each has its folder seed-<N>
+# Each ablation's claim (METHOD.md: removing it hurts), on the metric where it should hurt.
+ABLATION_METRICS = {"no_iteration": "asr", "no_defender_monitoring": "orr", "no_attacker_monitoring": "asr",
+                    "no_cold_start": "asr"}
+RATES = (*METRICS, *(f"asr_{g}" for g in GROUPS), "attack_success")
+
+
+def seed_folder(folder: Path, seed: int) -> Path:
+    return folder / f"seed-{seed}"
+
+
+def read_seeds(folder: Path) -> tuple[list[int], dict[int, Path]] | None:
+    """The seeds of a multi-seed ablation folder and the SecTOW runs it reuses, or None for a one-seed one."""
+    path = folder / SEEDS
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        seeds, runs = record["seeds"], {int(seed): Path(run) for seed, run in record["sectow_runs"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{path}: not a record of seeds") from None
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise UserError(f"{path}: not a record of seeds")
+    return seeds, runs
+
+
+def pooled(rates: list[dict | None]) -> dict | None:
+    """All seeds' trials of one rate counted together (the seed mean when every seed has the same n), with
+    the Wilson interval of that count. It covers sampling noise only; the seeds' spread is shown beside it."""
+    rates = [r for r in rates if isinstance(r, dict) and r.get("value") is not None]
+    if not rates:
+        return None
+    flags = []
+    for rate in rates:
+        hits = round(rate["value"] * rate["n"])
+        flags += [1] * hits + [0] * (rate["n"] - hits)
+    return proportion(flags)
+
+
+def across_seeds(rows_by_seed: dict[int, list[dict]]) -> list[dict]:
+    """One row per method: its pooled rates, and each seed's row under `seeds`."""
+    methods = {}
+    for seed, rows in rows_by_seed.items():
+        for row in rows:
+            methods.setdefault(row["method"], {"method": row["method"], "kind": row["kind"], "seeds": {}})
+            methods[row["method"]]["seeds"][str(seed)] = row
+    for row in methods.values():
+        for rate in RATES:
+            if any(rate in r for r in row["seeds"].values()):
+                row[rate] = pooled([r.get(rate) for r in row["seeds"].values()])
+    return list(methods.values())
+
+
+def claims(rows: list[dict]) -> list[dict]:
+    """The paper's claims that an ablation folder can check: each ablation worse than SecTOW on its metric,
+    SFT on refusals over-refusing more, the trained attacker beating self-instruct. A claim holds on a set of
+    figures when the two intervals do not overlap in its direction; `seeds` says on which seeds it held."""
+    by_method = {row["method"]: row for row in rows}
+    attackers = {row["method"].split(" ")[0]: row for row in rows if row["kind"] == "attacker"}
+
+    def worse(high: dict | None, low: dict | None) -> bool:
+        return bool(high and low and high.get("interval") and low.get("interval")
+                    and high["interval"][0] > low["interval"][1])
+
+    def claim(text: str, metric: str, high: dict, low: dict) -> dict:
+        return {"claim": text, "metric": metric, "higher": high[metric], "lower": low[metric],
+                "holds": worse(high[metric], low[metric]),
+                "seeds": {seed: worse(high["seeds"][seed].get(metric), low["seeds"][seed].get(metric))
+                          for seed in high["seeds"] if seed in low["seeds"]}}
+
+    sectow = by_method["SecTOW"]
+    found = [claim(f"{name} worse than SecTOW", metric, by_method[name], sectow)
+             for name, metric in ABLATION_METRICS.items() if name in by_method]
+    if "sft_on_refusals" in by_method:
+        found.append(claim("SFT on refusals over-refuses more than SecTOW", "orr", by_method["sft_on_refusals"], sectow))
+    if {"sectow_attacker", "self_instruct_attacker"} <= set(attackers):
+        found.append(claim("the trained attacker succeeds more than self-instruct", "attack_success",
+                           attackers["sectow_attacker"], attackers["self_instruct_attacker"]))
+    return found
+
+
+class Seeds:
+    """A multi-seed ablation: one ablation folder per seed, then the table across them."""
+
+    def __init__(self, config: RunConfig, folder: Path, seeds: list[int], sectow_runs: dict[int, Path] | None = None):
+        self.config, self.folder, self.seeds = config, folder, seeds
+        self.sectow_runs = sectow_runs or {}
+        lock(folder)
+
+    def run(self) -> list[dict]:
+        rows_by_seed = {}
+        for seed in self.seeds:
+            log.info("ablation: seed %d of %s", seed, ",".join(map(str, self.seeds)))
+            config, folder = with_changes(self.config, {"seed": seed}), seed_folder(self.folder, seed)
+            if not (folder / MARKER).is_file():  # the marker comes last: a folder without it is set up again
+                folder.mkdir(mode=0o700, exist_ok=True)
+                if (folder / "sectow").is_symlink():
+                    (folder / "sectow").unlink()
+                start(config, folder, self.sectow_runs.get(seed))
+                write_marker(folder, "ablation")
+            rows_by_seed[seed] = Ablation(config, folder).run()
+        rows = across_seeds(rows_by_seed)
+        found = claims(rows)
+        write_atomic(self.folder / "comparison.json", json.dumps(rows, indent=2))
+        write_atomic(self.folder / "claims.json", json.dumps(found, indent=2))
+        write_atomic(self.folder / "comparison.md", seeds_markdown(rows, found, self.seeds))
+        return rows
+
+
+def match_sectow_runs(config: RunConfig, runs: list[Path], seeds: list[int]) -> dict[int, Path]:
+    """Each reused SecTOW run, checked against the base config with its own seed, keyed by that seed."""
+    matched = {}
+    for run in runs:
+        if not (run / "config.yaml").is_file():
+            raise UserError(f"{run}: not a finished sectow run (no summary.json or config.yaml)")
+        seed = load_config(run / "config.yaml").seed
+        if seed not in seeds:
+            raise UserError(f"{run}: a run of seed {seed}, which is not among --seeds {','.join(map(str, seeds))}")
+        if seed in matched:
+            raise UserError(f"{run}: a second run of seed {seed} (the first: {matched[seed]})")
+        check_reference_run(with_changes(config, {"seed": seed}), run)
+        matched[seed] = run
+    return matched
+
+
 def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
     """A reused SecTOW run must be the same experiment as the ablation's base config."""
     if not (sectow_run / "summary.json").is_file() or not (sectow_run / "config.yaml").is_file():
@@ -212,6 +339,14 @@ def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
     if differing:
         raise UserError(f"{sectow_run}: its config differs from the ablation's at {differing!r}; "
                         "pass the same --config/--set as that run")
+
+
+def start_seeds(config: RunConfig, folder: Path, seeds: list[int], sectow_runs: dict[int, Path]) -> None:
+    """A new multi-seed ablation folder: its base config, its seeds and the SecTOW runs it reuses (each seed's
+    folder is made as that seed starts)."""
+    write_atomic(folder / "config.yaml", config_to_yaml(config))
+    write_atomic(folder / SEEDS, json.dumps({"seeds": seeds, "sectow_runs": {
+        str(seed): str(run.resolve()) for seed, run in sectow_runs.items()}}))
 
 
 def start(config: RunConfig, folder: Path, sectow_run: Path | None) -> None:

@@ -60,7 +60,7 @@ def resumed(args, kind: str):
     from sectow.run_folder import check_marker
 
     check_launch()
-    if args.set or args.config or getattr(args, "sectow_run", None):
+    if args.set or args.config or getattr(args, "sectow_run", None) or getattr(args, "seeds", None) is not None:
         raise UserError(f"--resume continues {'an' if kind[0] in 'aeiou' else 'a'} {kind} with its own config.yaml: "
                         "drop the other options")
     folder = Path(args.resume)
@@ -104,21 +104,48 @@ def cmd_ablate(args) -> int:
 
     if args.resume:
         folder, config = resumed(args, "ablation")
+        seeds = ablate.read_seeds(folder)
     else:
         config = load_config(Path(args.config) if args.config else None, args.set)
         check_run_inputs(config)
-        sectow_run = Path(args.sectow_run) if args.sectow_run else None
-        if sectow_run is not None:
-            ablate.check_reference_run(config, sectow_run)
+        runs = [Path(run) for run in args.sectow_run]
+        seeds = None
+        if args.seeds is not None:
+            listed = parse_seeds(args.seeds)
+            seeds = listed, ablate.match_sectow_runs(config, runs, listed)
+        if seeds is None and len(runs) > 1:
+            raise UserError("--sectow-run: one run, or one per seed with --seeds")
+        if seeds is None and runs:
+            ablate.check_reference_run(config, runs[0])
         folder = new_run_folder(config.output_dir, f"ablate-{config.name}", kind="ablation")
-        ablate.start(config, folder, sectow_run)
+        if seeds is not None:
+            ablate.start_seeds(config, folder, *seeds)
+        else:
+            ablate.start(config, folder, runs[0] if runs else None)
     args.folder = folder
     print(f"ablation folder: {folder}", flush=True)
-    rows = ablate.Ablation(config, folder).run()
+    if seeds is not None:
+        ablate.Seeds(config, folder, *seeds).run()
+        for seed in seeds[0]:
+            write_report(ablate.seed_folder(folder, seed))
+        table = (folder / "comparison.md").read_text()
+    else:
+        table = comparison_markdown(ablate.Ablation(config, folder).run())
     html, _ = write_report(folder)
-    print(comparison_markdown(rows))
+    print(table)
     print(f"comparison: {folder / 'comparison.json'}\nreport: {html}")
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2`: distinct non-negative integers, in the order given."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: expected seeds separated by commas, such as 0,1,2") from None
+    if any(not 0 <= seed < 2**31 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: expected distinct seeds from 0 to 2**31-1")
+    return seeds
 
 
 def parse_judge_options(items: list[str]) -> dict:
@@ -295,11 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Runs SecTOW, the baselines (safety prompt, AdaShield, SFT on refusals, a self-instruct attacker) and\n"
         "the ablations (no iteration, no defender monitoring, no attacker monitoring, no cold start) from one\n"
         "base config, and writes <output_dir>/ablate-<name>-<time>/ with comparison.md and a report.",
-        "A killed ablation continues with `sectow ablate --resume ABLATION_DIR`.")
+        "A killed ablation continues with `sectow ablate --resume ABLATION_DIR`. With --seeds 0,1,2 it runs once\n"
+        "per seed and writes the table across seeds, every seed and all seeds pooled, and the claims per seed.")
     ablation.add_argument("--config", metavar="FILE.yaml", help="base config file (default: the embedded tiny default)")
     ablation.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change one key of the base config")
-    ablation.add_argument("--sectow-run", metavar="RUN_DIR",
-                          help="reuse this finished `sectow run` (made with the same config) as the SecTOW row")
+    ablation.add_argument("--seeds", metavar="0,1,2",
+                          help="run the whole ablation once per seed (folders seed-<N>/) and report every seed and "
+                               "all seeds pooled, with the claims checked on each")
+    ablation.add_argument("--sectow-run", metavar="RUN_DIR", action="append", default=[],
+                          help="reuse this finished `sectow run` (made with the same config) as the SecTOW row; "
+                               "with --seeds, once per seed it covers")
     ablation.add_argument("--resume", metavar="ABLATION_DIR", help="continue an ablation folder")
     ablation.set_defaults(func=cmd_ablate)
     evaluate = command(

@@ -89,7 +89,8 @@ def check_report_folder(folder: Path) -> None:
     or a run record (state.json, metrics.jsonl) that is damaged."""
     kind = folder_kind(folder) if folder.is_dir() else None
     check_marker(folder, kind if kind in RESUME_COMMANDS else "run")
-    RunRecord(folder / "sectow" if kind == "ablation" else folder)
+    if not (folder / "claims.json").is_file():  # a multi-seed ablation's report reads only its tables
+        RunRecord(folder / "sectow" if kind == "ablation" else folder)
 
 
 def _a(kind: str) -> str:

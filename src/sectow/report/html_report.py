@@ -581,11 +581,8 @@ COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_novel_t
 
 def comparison_cells(row: dict) -> list[str]:
     def cell(value) -> str:
-        if isinstance(value, dict):  # a proportion
-            if value.get("value") is None:
-                return "–"
-            low, high = value["interval"]
-            return f"{value['value']:.3f} [{low:.3f}, {high:.3f}]"
+        if isinstance(value, dict):
+            return _proportion_cell(value)
         return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
     return [cell(row.get(key)) for key, _ in COLUMNS]
 
@@ -600,12 +597,60 @@ def ablation_table(rows: list[dict]) -> Table:
     return Table([title for _, title in COLUMNS], [comparison_cells(row) for row in rows])
 
 
+# The table of a multi-seed ablation (`sectow ablate --seeds`): per figure, one row per method with all seeds
+# pooled and then each seed, every cell with its interval; then the claims, each checked per seed.
+SEED_FIGURES = (("asr", "ASR"), ("asr_novel_text", "ASR novel text"), ("asr_split", "ASR split words"),
+                ("asr_picture", "ASR picture"), ("orr", "ORR"), ("orr_unseen_form", "ORR held-out strategies"),
+                ("accuracy", "accuracy"), ("attack_success", "attack success vs cold-start defender"))
+SEEDS_NOTE = ("All seeds pooled counts every seed's trials together (the seed mean, as each seed has the same test "
+              "split sizes); its interval is sampling noise only, so read it with the seeds beside it. A claim "
+              "holds when the two intervals do not overlap in its direction.")
+
+
+def seed_tables(rows: list[dict], claims: list[dict], seeds: list[int]) -> list[str | Table]:
+    cell = _proportion_cell
+    blocks: list[str | Table] = [SEEDS_NOTE]
+    headers = ["method", "all seeds pooled", *(f"seed {seed}" for seed in seeds)]
+    for key, title in SEED_FIGURES:
+        measured = [row for row in rows if row.get(key)]
+        if measured:
+            blocks += [f"**{title}**", Table(headers, [[row["method"], cell(row[key]),
+                                                        *(cell(row["seeds"].get(str(seed), {}).get(key)) for seed in seeds)]
+                                                       for row in measured])]
+    blocks += ["**Claims**", Table(["claim", "metric", "higher", "lower", "holds pooled",
+                                    *(f"seed {seed}" for seed in seeds)],
+                                   [[c["claim"], c["metric"], cell(c["higher"]), cell(c["lower"]),
+                                     "yes" if c["holds"] else "no",
+                                     *("yes" if c["seeds"].get(str(seed)) else "no" for seed in seeds)]
+                                    for c in claims])]
+    return blocks
+
+
+def _proportion_cell(rate) -> str:
+    if not isinstance(rate, dict) or rate.get("value") is None:
+        return "–"
+    low, high = rate["interval"]
+    return f"{rate['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def seeds_markdown(rows: list[dict], claims: list[dict], seeds: list[int]) -> str:
+    return "\n".join(_md_block(block) for block in seed_tables(rows, claims, seeds))
+
+
 def write_report(run_dir: Path) -> tuple[Path, Path]:
     """Write run_dir/report/report.html and report.md (with its PNGs); returns both paths. For an
     ablation folder (`sectow ablate`), the report is its SecTOW run's with the comparison table first."""
     out = run_dir / "report"
-    comparison = run_dir / "comparison.json"
-    if comparison.is_file():
+    comparison, claims = run_dir / "comparison.json", run_dir / "claims.json"
+    if claims.is_file():  # several seeds: the table across them; each seed's folder has its own report
+        rows, found = _read_json(comparison), _read_json(claims)
+        if not isinstance(rows, list) or not all(isinstance(row, dict) and isinstance(row.get("seeds"), dict)
+                                                 for row in rows) or not isinstance(found, list):
+            raise UserError(f"{comparison}: not a multi-seed comparison table")
+        seeds = list(dict.fromkeys(int(seed) for row in rows for seed in row["seeds"]))
+        sections = [Section("SecTOW, baselines and ablations on every seed", seed_tables(rows, found, seeds))]
+        title = f"sectow ablation report: {run_dir.resolve().name}"
+    elif comparison.is_file():
         run = load_run(run_dir / "sectow")
         rows = _read_json(comparison)
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
