@@ -344,9 +344,10 @@ def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
 def start_seeds(config: RunConfig, folder: Path, seeds: list[int], sectow_runs: dict[int, Path]) -> None:
     """A new multi-seed ablation folder: its base config, its seeds and the SecTOW runs it reuses (each seed's
     folder is made as that seed starts)."""
-    write_atomic(folder / "config.yaml", config_to_yaml(config))
+    # seeds.json first: a folder cut off before its config.yaml is refused on resume, never taken for one seed
     write_atomic(folder / SEEDS, json.dumps({"seeds": seeds, "sectow_runs": {
         str(seed): str(run.resolve()) for seed, run in sectow_runs.items()}}))
+    write_atomic(folder / "config.yaml", config_to_yaml(config))
 
 
 def start(config: RunConfig, folder: Path, sectow_run: Path | None) -> None:
