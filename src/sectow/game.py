@@ -154,10 +154,15 @@ def attack_seeds(seeds: list[Sample], defender: FrozenDefender, strategies: Stra
     chosen = [AttackSeed.of(s) for s in seeds]
     chosen += [replace(AttackSeed.of(s), mode="refine", earlier_attempt=attempt, earlier_reply=reply)
                for (s, attempt), reply in zip(earlier, earlier_replies)]
-    targets = target_cells(strategies, Counter(strategy_name(r["picture"], r["encoding"]) for r in pool), len(chosen), rng)
+    targets = target_cells(strategies, pool_cells(pool), len(chosen), rng)
     chosen = [replace(seed, target=target) for seed, target in zip(chosen, targets)]
     rng.shuffle(chosen)
     return chosen
+
+
+def pool_cells(records: list[dict]) -> Counter:
+    """How many pool records fill each archive cell (where the request goes x its encoding)."""
+    return Counter(strategy_name(r["picture"], r["encoding"]) for r in records)
 
 
 def target_cells(strategies: Strategies, covered: Counter, count: int, rng: random.Random) -> list[str]:

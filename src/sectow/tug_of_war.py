@@ -14,13 +14,12 @@ from pathlib import Path
 
 from sectow import ranks, tracking
 from sectow.atomic import write_atomic
-from sectow.attacks.strategies import strategy_name
 from sectow.config import RunConfig, config_to_yaml
 from sectow.data.schema import Sample
 from sectow.environment import record_environment
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.faults import crash_point
-from sectow.game import play_round, sample_attacker
+from sectow.game import play_round, pool_cells, sample_attacker
 from sectow.judges import build_judge
 from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy
@@ -185,8 +184,7 @@ class TugOfWar:
                                 # the attacker's channel mix (every output) and the archive cells its pool records fill
                                 "attacker_cells": dict(Counter(a.parsed.cell if a.parsed else UNPARSABLE
                                                                for a in played.attempts)),
-                                "pool_cells": dict(Counter(strategy_name(r["picture"], r["encoding"])
-                                                           for r in admitted.records)),
+                                "pool_cells": dict(pool_cells(admitted.records)),
                                 "attacker_success_rate": round(len(admitted.records) / max(1, len(outputs)), 4),
                                 "pool_size": len(self.pool.records())}, outputs=[self.pool.iteration_file(k)])
 
