@@ -99,3 +99,11 @@ def test_trl_passthrough_reaches_the_trainer():
     kwargs = trainer_kwargs("out", 0, config.defender_grpo, bf16=False)
     assert kwargs["max_grad_norm"] == 0.5 and kwargs["loss_type"] == "dr_grpo"
     assert kwargs["learning_rate"] == config.defender_grpo.learning_rate
+
+
+def test_yaml_merge_keys_work_and_own_keys_override(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("defender_sft: &sft {steps: 3, learning_rate: 0.001}\nattacker_sft:\n  <<: *sft\n  steps: 4\n")
+    config = load_config(path)
+    assert config.attacker_sft.steps == 4 and config.attacker_sft.learning_rate == 0.001
+    assert config.defender_sft.steps == 3

@@ -149,14 +149,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_judge_options(items: list[str]) -> dict:
-    import yaml
+    from sectow.config import read_yaml
 
     judge_options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--judge-option {item!r}: expected KEY=VALUE, e.g. base_url=http://localhost:8000/v1")
-        judge_options[key] = yaml.safe_load(value)
+        judge_options[key] = read_yaml(value, f"--judge-option {key}", numbered=False)
     return judge_options
 
 

@@ -337,30 +337,72 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.problem_mark = key, mark
 
 
+MERGE = "tag:yaml.org,2002:merge"
+# A config is a few hundred nodes; these bounds refuse a billion-laughs file (aliases that expand without
+# end) and deep nesting before anything is built from them.
+MAX_YAML_NODES = 100_000  # every alias counted as often as it is used
+MAX_YAML_DEPTH = 64
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load's loader, refusing a key given twice in one mapping: YAML keeps the last one silently."""
+    """safe_load's loader, refusing a key given twice in one mapping (YAML keeps the last one silently) and an
+    unhashable key; merge keys (`<<: *anchor`) work as in YAML, the mapping's own keys overriding merged ones."""
 
     def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise _DuplicateKey(key, key_node.start_mark)
-            seen.add(key)
+        if isinstance(node, yaml.MappingNode):
+            own = sum(key_node.tag != MERGE for key_node, _ in node.value)
+            self.flatten_mapping(node)  # merged keys first, then the mapping's own
+            seen = set()
+            for key_node, _ in node.value[len(node.value) - own:]:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark)
+                    seen.add(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(None, None, "a key that is a list or a mapping",
+                                                            key_node.start_mark) from None
         return super().construct_mapping(node, deep)
 
 
+def _check_bounds(root: yaml.Node) -> tuple[str, yaml.Mark] | None:
+    """The first bound the node graph passes (its size with aliases expanded, or its depth), or None."""
+    stack, count = [(root, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            return f"more than {MAX_YAML_NODES} values once its aliases are expanded", node.start_mark
+        if depth > MAX_YAML_DEPTH:
+            return f"nested more than {MAX_YAML_DEPTH} deep", node.start_mark
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(child, depth + 1) for pair in node.value for child in pair]
+    return None
+
+
 def read_yaml(text: str, where: str, numbered: bool = True):
-    """YAML text as Python values (safe_load, duplicate keys refused); errors name `where` (and the line, when
-    `numbered`)."""
+    """YAML text as Python values (safe_load's types, duplicate keys refused, size and depth bounded); errors
+    name `where` (and the line, when `numbered`)."""
+    loader = _UniqueKeyLoader(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        root = loader.get_single_node()
+        problem = _check_bounds(root) if root is not None else None
+        if problem:
+            mark = problem[1]
+            raise UserError(f"{where}:{mark.line + 1}: YAML {problem[0]}" if numbered else f"{where}: YAML {problem[0]}")
+        return loader.construct_document(root) if root is not None else None
+    except RecursionError:
+        raise UserError(f"{where}: YAML nested more than {MAX_YAML_DEPTH} deep") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{where}:{mark.line + 1}" if mark is not None and numbered else where
         if isinstance(err, _DuplicateKey):
             raise UserError(f"{where}: key {err.key!r} is given twice") from None
         raise UserError(f"{where}: YAML syntax error ({getattr(err, 'problem', None) or err})") from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:
