@@ -10,8 +10,8 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # Lowest first; the README's "Architecture" section shows the same order.
 LAYERS = [
-    ("base", ("sectow.errors", "sectow.faults", "sectow.atomic", "sectow.timing", "sectow.paths", "sectow.ranks",
-              "sectow.environment")),
+    ("base", ("sectow.errors", "sectow.faults", "sectow.atomic", "sectow.jsonl", "sectow.timing", "sectow.paths",
+              "sectow.ranks", "sectow.environment")),
     ("config", ("sectow.config",)),
     ("tracking", ("sectow.tracking",)),
     ("data", ("sectow.data",)),

@@ -42,6 +42,15 @@ def test_bad_rows_name_file_and_line(tmp_path, lines, message):
     assert message in str(err.value)
 
 
+def test_line_separators_inside_a_string_stay_in_the_row(tmp_path):
+    # JSON allows U+2028, U+2029 and U+0085 raw inside a string; only a newline ends a JSON Lines row.
+    path = tmp_path / "rows.jsonl"
+    rows = [{"id": "a", "query": "one\u2028two\u0085three", "label": "benign"},
+            {"id": "b", "query": "four\u2029five", "label": "benign"}]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\r\n" for row in rows), encoding="utf-8")
+    assert [s.query for s in read_samples(path)] == ["one\u2028two\u0085three", "four\u2029five"]
+
+
 def test_non_utf8(tmp_path):
     with pytest.raises(UserError, match="not UTF-8"):
         read_samples(write(tmp_path, b'{"id": "\xff"}\n'))

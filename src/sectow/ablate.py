@@ -13,13 +13,14 @@ import shutil
 from pathlib import Path
 
 from sectow.atomic import write_atomic
-from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
 from sectow.baselines.refusal_sft import train_refusal_sft
 from sectow.baselines.self_instruct import attack_success
 from sectow.config import RunConfig, config_to_yaml, load_config, parse_config
 from sectow.errors import UserError
 from sectow.evaluation.defender_eval import evaluate_defender
 from sectow.evaluation.intervals import proportion
+from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
+from sectow.jsonl import json_lines
 from sectow.judges import build_judge
 from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
@@ -97,7 +98,7 @@ def fork_cold_start(sectow_run: Path, folder: Path) -> None:
     _link_tree(sectow_run / "world", folder / "world")
     for name in COLD_START_CHECKPOINTS:
         _link_tree(sectow_run / "checkpoints" / name, folder / "checkpoints" / name)
-    lines = [line for line in (sectow_run / "metrics.jsonl").read_text().splitlines()
+    lines = [line for line in json_lines((sectow_run / "metrics.jsonl").read_text(encoding="utf-8"))
              if line.strip() and json.loads(line)["phase"] in COLD_START_PHASES]
     write_marker(folder, "run")
     write_atomic(folder / "metrics.jsonl", "".join(line + "\n" for line in lines))

@@ -17,6 +17,7 @@ import yaml
 
 from sectow import __version__
 from sectow.errors import UserError
+from sectow.jsonl import json_lines
 from sectow.paths import check_output_dir
 from sectow.run_folder import MARKER, check_marker
 
@@ -68,7 +69,7 @@ def parse_iterations(text: str | None) -> set[int] | None:
 
 def read_jsonl(path: Path) -> list[dict]:
     """The rows of a JSONL file; a last line cut short by a kill is left out, any other bad line is an error."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = json_lines(path.read_text(encoding="utf-8"))
     rows = []
     for number, line in enumerate(lines, 1):
         if line.strip():

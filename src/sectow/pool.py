@@ -20,6 +20,7 @@ from sectow.data.schema import Sample, save_image
 from sectow.errors import UserError
 from sectow.faults import crash_point
 from sectow.game import Attempt
+from sectow.jsonl import json_lines
 from sectow.rewards import Outcome
 
 
@@ -46,7 +47,7 @@ def check_pool_file(path: Path) -> int:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = json_lines(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: unreadable pool file ({err})") from None
     for number, line in enumerate(lines, start=1):
@@ -139,7 +140,7 @@ class JailbreakPool:
         write_atomic(self.folder / "jailbreak_pool.jsonl", "".join(f.read_text() for f in self.iteration_files()))
 
     def records(self, up_to_iteration: int | None = None) -> list[dict]:
-        rows = [json.loads(line) for path in self.iteration_files() for line in path.read_text().splitlines()
+        rows = [json.loads(line) for path in self.iteration_files() for line in json_lines(path.read_text(encoding="utf-8"))
                 if line.strip()]
         return [r for r in rows if up_to_iteration is None or r["iteration"] <= up_to_iteration]
 

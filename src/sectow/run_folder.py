@@ -26,6 +26,7 @@ from sectow.atomic import write_atomic
 from sectow.config import RunConfig, resume_change
 from sectow.errors import UserError
 from sectow.faults import crash_point
+from sectow.jsonl import json_lines
 from sectow.models.folder import check_model_folder
 from sectow.models.policy import save_policy
 from sectow.paths import link_problem, lock_folder, note_holder, path_problem, release_folder
@@ -206,7 +207,7 @@ class RunRecord:
         if not self.metrics_file.is_file():
             return []
         try:
-            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
+            lines = json_lines(self.metrics_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as err:
             raise UserError(f"{self.metrics_file}: unreadable ({err})") from None
         rows = []

@@ -10,7 +10,7 @@ compositions its evaluation measures, by group."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from PIL import Image
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from sectow.atomic import replacing
 from sectow.errors import UserError
+from sectow.jsonl import json_lines
 from sectow.paths import missing
 
 Label = Literal["harmful", "benign"]
@@ -114,7 +115,7 @@ def read_samples(path: str | Path) -> list[Sample]:
         raise UserError(missing(path, "data file") if not path.exists() else f"{path}: not a file")
     samples: list[Sample] = []
     try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
+        lines = json_lines(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except OSError as err:

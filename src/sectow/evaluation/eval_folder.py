@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sectow.atomic import write_atomic
 from sectow.errors import UserError
+from sectow.jsonl import json_lines
 from sectow.judges.cache import ends_with_newline, open_private
 from sectow.paths import check_output_dir
 
@@ -79,7 +80,7 @@ def read_responses(out_dir: Path) -> dict[tuple[str, str], dict]:
     rows: dict[tuple[str, str], dict] = {}
     if not path.is_file():
         return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path.read_text(encoding="utf-8")):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

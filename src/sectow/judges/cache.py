@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from sectow.jsonl import json_lines
 from pathlib import Path
 
 
@@ -52,7 +53,7 @@ class VerdictCache:
         if self.path is None or not self.path.is_file():
             return {}
         rows = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in json_lines(self.path.read_text(encoding="utf-8")):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

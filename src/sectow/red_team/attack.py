@@ -31,6 +31,7 @@ from sectow.data.benchmarks import BENCHMARKS, load_benchmark
 from sectow.data.schema import Sample, load_image, read_samples
 from sectow.errors import UserError
 from sectow.game import AttackSeed, Attempt, play_round, sample_attacker
+from sectow.jsonl import json_lines
 from sectow.judges import JUDGES, build_judge
 from sectow.judges.cache import ends_with_newline, open_private
 from sectow.models.folder import check_model_folder
@@ -161,7 +162,7 @@ class AttemptLog:
         self.path = out / ATTEMPTS
         self.records: dict[str, dict] = {}
         if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            for line in json_lines(self.path.read_text(encoding="utf-8")):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
@@ -314,7 +315,7 @@ class Attack:
         return relative
 
     def load_seeds(self) -> list[AttackSeed]:
-        rows = [json.loads(line) for line in (self.out / SEEDS).read_text(encoding="utf-8").splitlines() if line]
+        rows = [json.loads(line) for line in json_lines((self.out / SEEDS).read_text(encoding="utf-8")) if line]
         return [AttackSeed(r["seed_id"], r["category"], r["intent"], str(self.out / r["image"]) if r["image"] else None)
                 for r in rows]
 
@@ -349,7 +350,7 @@ class Attack:
         return self.out / "plans" / f"{source}-round-{round_}.jsonl"
 
     def read_plan(self, source: str, round_: int) -> list[dict]:
-        return [json.loads(line) for line in self.plan_path(source, round_).read_text(encoding="utf-8").splitlines()]
+        return [json.loads(line) for line in json_lines(self.plan_path(source, round_).read_text(encoding="utf-8"))]
 
     def seed_of(self, item: dict) -> AttackSeed:
         seed = dict(item["seed"])

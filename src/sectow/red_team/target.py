@@ -18,6 +18,7 @@ from PIL import Image
 
 from sectow.data.schema import load_image
 from sectow.errors import UserError
+from sectow.jsonl import json_lines
 from sectow.judges.cache import VerdictCache, ends_with_newline, open_private
 from sectow.judges.http import ChatServer
 
@@ -55,7 +56,7 @@ class ReplyLog:
         self.path = path
         self.rows: dict[str, str] = {}
         if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in json_lines(path.read_text(encoding="utf-8")):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:

@@ -20,10 +20,11 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
 from sectow.atomic import replacing
+from sectow.atomic import write_atomic
 from sectow.environment import read_environments
 from sectow.errors import UserError
 from sectow.faults import crash_point
-from sectow.atomic import write_atomic
+from sectow.jsonl import json_lines
 
 SAMPLES = 12
 THUMB_PX = 128
@@ -107,7 +108,7 @@ def _read_json_lines(path: Path) -> list[dict]:
     """The rows of a JSONL file; a last line cut short (a run killed mid-append) is left out."""
     rows = []
     text = _read_text(path)
-    lines = text.splitlines()
+    lines = json_lines(text)
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from sectow.atomic import write_atomic
 from sectow.config import PolicySettings
 from sectow.data.schema import Sample
+from sectow.jsonl import json_lines
 from sectow.judges.base import Judge
 from sectow.models.generation import generate
 from sectow.models.policy import load_policy
@@ -53,7 +54,7 @@ def benign_targets(model_dir: Path, settings: PolicySettings, benign: list[Sampl
     targets = {s.id: reply for s in benign if (reply := reference(s)) is not None}
     to_distill = [s for s in benign if s.id not in targets]
     if cache.is_file():
-        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in json_lines(cache.read_text(encoding="utf-8")) if line.strip()]
     else:
         rows = distill(model_dir, settings, to_distill, judge, batch_size)
         cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -26,6 +26,7 @@ from sectow.attacks.queries import attacker_instruction, attacker_target
 from sectow.attacks.strategies import DEMANDS, FRAMINGS, MINIATURE, PERSONAS, READ_QUERY, Composition, split_words
 from sectow.data.benchmarks.figstep import FIGSTEP_QUERY
 from sectow.data.schema import Sample
+from sectow.jsonl import json_lines
 from sectow.world.base import ImageWriter, World, composed, jailbreak_variants
 
 BENIGN_COMPOSITIONS = 5  # per benign request, besides its plain form
@@ -81,7 +82,7 @@ def shape_image(rng: random.Random, colour: tuple[int, int, int], size: int, jit
 
 def builtin_rows(name: str) -> list[dict]:
     text = resources.files("sectow.world.builtin").joinpath(name).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in json_lines(text) if line.strip()]
 
 
 def corpus() -> list[str]:
