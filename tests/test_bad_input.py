@@ -665,6 +665,28 @@ CASES.update({
     "ablate --resume of a missing folder": Case(lambda ws: ["ablate", "--resume", str(ws.root / "nowhere")],
                                                 "nowhere: no such folder"),
     # --- sectow eval ---
+    # --- every float finite, no secret in a URL (issue 22, item 4) ---
+    "NaN through a trl passthrough": Case(lambda ws: ws.run("defender_sft.trl={weight_decay: .nan}"),
+                                          "defender_sft.trl: 'weight_decay' is nan: numbers must be finite"),
+    "infinity deep in a trl passthrough": Case(lambda ws: ws.run("defender_grpo.trl={optim_args: null, adam_beta1: .inf}"),
+                                               "'adam_beta1' is inf: numbers must be finite"),
+    "infinity in a judge option": Case(lambda ws: ws.run("judge.options={markers: [.inf]}"),
+                                       "judge: option 'markers' is [inf]: numbers must be finite"),
+    "credentials in a judge base_url": Case(
+        lambda ws: ws.run("judge.kind=http", "judge.options={base_url: 'http://user:PASS@localhost:9/v1', model: x}"),
+        "judge 'http': base_url: the URL holds credentials; give the API key in OPENAI_API_KEY instead"),
+    "judge base_url with a bad IPv6 host": Case(
+        lambda ws: ws.run("judge.kind=http", "judge.options={base_url: 'http://[::1:9/v1', model: x}"),
+        "judge 'http': base_url: not a usable URL (Invalid IPv6 URL)"),
+    "judge base_url with a port that is not a number": Case(
+        lambda ws: ws.run("judge.kind=http", "judge.options={base_url: 'http://localhost:80a/v1', model: x}"),
+        "judge 'http': base_url: not a usable URL"),
+    "eval judge option NaN": Case(lambda ws: ws.eval() + ["--judge-option", "threshold=.nan"],
+                                  "--judge-option: option 'threshold' is nan: numbers must be finite"),
+    "eval judge base_url with credentials": Case(
+        lambda ws: ws.eval() + ["--judge", "http", "--judge-option", "base_url=http://u:PASS@localhost:9/v1",
+                                "--judge-option", "model=x"],
+        "judge 'http': base_url: the URL holds credentials"),
     "eval batch size 0": Case(lambda ws: ws.eval() + ["--batch-size", "0"], "--batch-size must be a positive number, got 0"),
     "eval max new tokens 0": Case(lambda ws: ws.eval() + ["--max-new-tokens", "0"], "--max-new-tokens must be a positive"),
     "eval limit -1": Case(lambda ws: ws.eval() + ["--limit", "-1"], "--limit must be a positive number, got -1"),

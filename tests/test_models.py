@@ -182,3 +182,14 @@ def test_folder_kinds_refused_in_one_line(tmp_path, config, files, message):
             (folder / name).write_text("{}")
     with pytest.raises(UserError, match=re.escape(message)):
         check_model_folder(folder)
+
+
+def test_a_model_with_non_finite_weights_is_not_saved(tiny, tmp_path):
+    from sectow.models.policy import load_policy, save_policy
+
+    model, processor = load_policy(tiny, PolicySettings())
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.is_floating_point()).view(-1)[3] = float("nan")
+    with pytest.raises(UserError, match="model-1: the trained model has non-finite weights"):
+        save_policy(model, processor, tmp_path / "model-1")
+    assert not any(tmp_path.iterdir())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -111,6 +112,8 @@ class TrainerSettings(Section):
 
         known = {f.name: f for f in dataclasses.fields(getattr(trl, cls.trainer_class))}
         for name, value in fields.items():
+            if not _finite(value):
+                raise ValueError(f"{name!r} is {value!r}: numbers must be finite")
             if name in TRAINER_OWNED:
                 own = TRAINER_OWNED[name]
                 raise ValueError(f"{name!r} is set by sectow" + (f" from {own!r}; set that key instead" if own else ""))
@@ -122,6 +125,17 @@ class TrainerSettings(Section):
             if isinstance(default, (bool, int, float, str)) and default is not None and not _fits(value, type(default)):
                 raise ValueError(f"{name!r} takes a {type(default).__name__}, got {value!r}")
         return fields
+
+
+def _finite(value) -> bool:
+    """No NaN or infinity anywhere in a value read from YAML (passthroughs and options are not typed)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _fits(value, kind: type) -> bool:
@@ -217,6 +231,9 @@ class JudgeSettings(Section):
             raise ValueError(f"parts are for all/any judges, not {self.kind!r}")
         if self.kind in COMPOSITE_JUDGES and self.options:
             raise ValueError(f"an {self.kind!r} judge takes no options: set them on its parts")
+        broken = next((name for name, value in self.options.items() if not _finite(value)), None)
+        if broken is not None:
+            raise ValueError(f"option {broken!r} is {self.options[broken]!r}: numbers must be finite")
         return self
 
 
@@ -311,6 +328,14 @@ def merged_into(base: dict, changes: dict) -> dict:
 
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def judge_settings(kind: str, options: dict, source: str = "--judge-option") -> JudgeSettings:
+    """The judge settings a command builds from its options (eval, attack), refused in one line naming `source`."""
+    try:
+        return JudgeSettings(kind=kind, options=options)
+    except ValidationError as err:
+        raise UserError(f"{source}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def parse_config(raw: dict, source: str = "config") -> RunConfig:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from sectow.atomic import write_atomic
 from sectow.evaluation.prompt_defenses import PROMPT_DEFENSES, with_prompt_defense
-from sectow.config import JudgeSettings, PolicySettings
+from sectow.config import PolicySettings, judge_settings
 from sectow.data.benchmarks import BENCHMARKS, BenchmarkData, load_benchmark
 from sectow.data.benchmarks.base import sample_images
 from sectow.data.benchmarks.mmmu import MALFORMED, MMMUPro
@@ -187,7 +187,7 @@ class Evaluation:
         eval_folder.check_output(self.out_dir, resume, overwrite)
         if self.out_dir.is_dir() and (resume or overwrite):
             lock_folder(self.out_dir)  # one process at a time on an evaluation folder
-        self.judge = build_judge(JudgeSettings(kind=settings.judge, options=self.judge_options()))
+        self.judge = build_judge(judge_settings(settings.judge, self.judge_options()))
         if not resume:  # before every image is decoded; a resume may need no model at all
             check_generator(Path(settings.model))
         self.staging: tempfile.TemporaryDirectory | None = None

@@ -9,7 +9,7 @@ from sectow.errors import UserError
 from sectow.judges.base import Judge, Verdict
 from sectow.judges.composite import AllOf, AnyOf, _Composite
 from sectow.judges.guard import GuardJudge
-from sectow.judges.http import HttpJudge
+from sectow.judges.http import HttpJudge, check_base_url
 from sectow.judges.native import NativeJudge
 from sectow.judges.on_topic import OnTopicJudge
 from sectow.judges.refusal import TRAINING_MARKERS, RefusalJudge
@@ -31,6 +31,9 @@ def check_judge(settings: JudgeSettings, where: str = "judge") -> None:
         hint = f"; did you mean {nearest[0]!r}?" if nearest else ""
         raise UserError(f"unknown judge {settings.kind!r}{_at(where)} (judges: {', '.join(known)}){hint}")
     cls = JUDGES[settings.kind]
+    url = settings.options.get("base_url")
+    if url is not None:  # before any folder is made: a URL with a password in it is printed and saved
+        check_base_url(url if isinstance(url, str) else repr(url), f"judge {settings.kind!r}{_at(where)}: base_url")
     try:
         inspect.signature(cls).bind(**settings.options)
     except TypeError as err:

@@ -10,6 +10,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import ClassVar
@@ -33,6 +34,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
+def check_base_url(url: str, who: str, api_key_env: str = "OPENAI_API_KEY") -> None:
+    """An OpenAI-compatible base URL: http(s) with a host and a numeric port, no credentials in it (they would be
+    printed, saved with the settings and sent to the name resolver); the key comes from `api_key_env`."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError as err:
+        raise UserError(f"{who}: not a usable URL ({err})") from None
+    if parts.username is not None or parts.password is not None:
+        raise UserError(f"{who}: the URL holds credentials; give the API key in {api_key_env} instead")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{who} {url!r}: expected http://HOST[:PORT][/v1] or https://...")
+
+
 class ChatServer:
     """An OpenAI-compatible server: `chat` posts to /v1/chat/completions, `complete` to /v1/completions (for
     a prompt that carries its own framing). Greedy (temperature 0). Timeouts, connection errors, 5xx and
@@ -45,8 +60,7 @@ class ChatServer:
                  max_retries: int = 4, backoff_s: float = 1.0, max_tokens: int = MAX_TOKENS, judge: str = "http",
                  who: str | None = None):
         self.who = who or f"{judge} judge"
-        if not base_url.startswith(("http://", "https://")):
-            raise UserError(f"{self.who}: base_url {base_url!r} must start with http:// or https://")
+        check_base_url(base_url, f"{self.who}: base_url", api_key_env)
         base = base_url.rstrip("/")
         root = base if base.endswith("/v1") else base + "/v1"
         self.url, self.completions_url = root + "/chat/completions", root + "/completions"

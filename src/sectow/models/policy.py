@@ -97,7 +97,13 @@ def merged(model):
 
 @timing.timed("model_io")
 def save_policy(model, processor, folder: Path) -> None:
-    """Write a complete model folder under a temporary name, then rename it into place."""
+    """Write a complete model folder under a temporary name, then rename it into place. A model with a NaN or
+    infinite weight is refused: its phase fails instead of being recorded with figures of a broken model."""
+    broken = next((name for name, weight in model.state_dict().items()
+                   if weight.is_floating_point() and not bool(torch.isfinite(weight).all())), None)
+    if broken is not None:
+        raise UserError(f"{folder.name}: the trained model has non-finite weights (first: {broken}); lower the "
+                        "learning rate, or check the trl: settings")
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image
 
 from sectow.atomic import replacing, write_atomic
-from sectow.config import JudgeSettings, RunConfig, load_config
+from sectow.config import RunConfig, judge_settings, load_config
 from sectow.data.benchmarks import BENCHMARKS, load_benchmark
 from sectow.data.schema import Sample, load_image, read_samples
 from sectow.errors import UserError
@@ -197,7 +197,7 @@ class Attack:
         options = dict(settings.judge_options)
         if "cache_path" in inspect.signature(JUDGES[settings.judge]).parameters:
             options.setdefault("cache_path", self.out / JUDGE_CACHE)
-        self.judge = build_judge(JudgeSettings(kind=settings.judge, options=options))
+        self.judge = build_judge(judge_settings(settings.judge, options))
         self.target = ChatTarget(settings.target_url, settings.target_model, max_tokens=settings.max_tokens,
                                  timeout_s=settings.timeout_s, max_retries=settings.max_retries,
                                  backoff_s=settings.backoff_s, concurrency=settings.concurrency,

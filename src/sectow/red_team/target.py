@@ -10,28 +10,22 @@ import base64
 import io
 import json
 import os
-import urllib.parse
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from PIL import Image
 
 from sectow.data.schema import load_image
-from sectow.errors import UserError
 from sectow.jsonl import json_lines
 from sectow.judges.cache import VerdictCache, ends_with_newline, open_private
-from sectow.judges.http import ChatServer
+from sectow.judges.http import ChatServer, check_base_url
 
 API_KEY_ENV = "OPENAI_API_KEY"
 
 
 def check_target_url(url: str) -> None:
     """A chat-completions base URL: http(s), and no credentials in it (the key comes from OPENAI_API_KEY)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UserError(f"--target-url {url!r}: expected http://HOST[:PORT][/v1] or https://...")
-    if parts.username or parts.password:
-        raise UserError("--target-url: the URL holds credentials; give the API key in OPENAI_API_KEY instead")
+    check_base_url(url, "--target-url", API_KEY_ENV)
 
 
 def image_part(image: Image.Image | str) -> dict:
