@@ -339,6 +339,10 @@ CASES = {
     "mmsafetybench questions missing": Case(
         lambda ws: ws.eval(f"mmsafetybench={ws.root / 'mmsb'}"), "mmsb/data/processed_questions",
         lambda ws: (make_mmsafetybench(ws.root / "mmsb"), shutil.rmtree(ws.root / "mmsb/data/processed_questions"))),
+    "mmsafetybench questions nested too deeply": Case(
+        lambda ws: ws.eval(f"mmsafetybench={ws.root / 'mmsb'}"), "05-EconomicHarm.json: bad JSON (nested too deeply)",
+        lambda ws: (make_mmsafetybench(ws.root / "mmsb"),
+                    ws.write("mmsb/data/processed_questions/05-EconomicHarm.json", "[" * 100000 + "]" * 100000))),
     "benchmark image path with ../": Case(lambda ws: ws.eval(f"jailbreakv={ws.root / 'jbv'}"),
                                           "image path '../../outside.png' leaves", jailbreakv_escape),
     "benchmark without a root": Case(lambda ws: ws.eval("figstep"), "benchmark 'figstep': expected NAME=ROOT"),
@@ -512,6 +516,11 @@ CASES.update({
     "id starting with a dot": data_case("benign", row(".b1", "benign") + "\n", "id '.b1' must be at most 200"),
     "id over 200 characters": data_case("benign", row("b" * 201, "benign") + "\n", "must be at most 200 characters"),
     "row a list": data_case("benign", "[1, 2]\n", "benign.jsonl:1: expected a JSON object"),
+    "row with a key given twice": data_case("benign", '{"id": "b1", "query": "q", "label": "benign", "query": "r"}\n',
+                                            "benign.jsonl:1: key 'query' is given twice"),
+    "row with a query of a million characters": data_case(
+        "benign", json.dumps({"id": "b1", "query": "word " * 200_000, "label": "benign"}) + "\n",
+        "benign.jsonl:1: query is 1000000 characters; at most 20000"),
     "row nested too deeply": data_case("benign", "[" * 100000 + "]" * 100000 + "\n", "benign.jsonl:1: bad JSON"),
     "duplicate id in a file": data_case("benign", row("b1", "benign") + "\n" + row("b2", "benign") + "\n"
                                         + row("b1", "benign") + "\n",

@@ -22,7 +22,7 @@ from PIL import Image
 
 from sectow.atomic import replacing
 from sectow.errors import UserError
-from sectow.jsonl import json_lines
+from sectow.jsonl import DuplicateKey, json_lines, load_json
 from sectow.paths import missing
 
 Label = Literal["harmful", "benign"]
@@ -126,7 +126,9 @@ def read_samples(path: str | Path) -> list[Sample]:
             continue
         where = f"{path}:{number}"
         try:
-            row = json.loads(line)
+            row = load_json(line)
+        except DuplicateKey as err:
+            raise UserError(f"{where}: {err}") from None
         except (json.JSONDecodeError, RecursionError) as err:
             raise UserError(f"{where}: bad JSON ({getattr(err, 'msg', 'nested too deeply')})") from None
         if not isinstance(row, dict):
@@ -147,6 +149,7 @@ OPTIONAL_FIELDS = {"image": (str, "a path string"), "answer": (str, "an option l
 MAX_ANSWER_CHARS = 100
 WORD = re.compile(r"\w")
 OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[).:]\s", re.MULTILINE)  # "(A) red", "A. red", "A) red", "A: red"
+MAX_QUERY_CHARS = 20_000  # about 5,000 tokens: longer rows crashed training after the run folder was made
 MAX_ID_CHARS = 200  # ids name files (a held-out jailbreak's image is <id>-<form>.png)
 
 
@@ -184,6 +187,8 @@ def sample_from_row(row: dict, root: Path, where: str) -> Sample:
         raise UserError(f"{where}: text {text!r:.40} cannot be written as UTF-8 (a lone surrogate escape?)")
     if row["label"] not in LABELS:
         raise UserError(f"{where}: label {row['label']!r} must be one of {', '.join(LABELS)}")
+    if len(row["query"]) > MAX_QUERY_CHARS:
+        raise UserError(f"{where}: query is {len(row['query'])} characters; at most {MAX_QUERY_CHARS}")
     sample_id = row["id"]
     if len(sample_id) > MAX_ID_CHARS or any(c in sample_id for c in "/\\\0") or sample_id.startswith("."):
         raise UserError(f"{where}: id {sample_id!r:.60} must be at most {MAX_ID_CHARS} characters, without / \\ "

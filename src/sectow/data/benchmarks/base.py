@@ -199,6 +199,8 @@ def read_json(path: Path):
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: bad JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: bad JSON (nested too deeply)") from None
 
 
 def existing_image(folder: Path, relative: str, where: str) -> Path | None:
