@@ -1,9 +1,12 @@
 """Shared fixtures: the micro config (configs/micro.yaml), which runs the whole loop in about a minute on
-2 CPU cores, and one finished micro run."""
+2 CPU cores, one finished micro run, and another process holding a folder's lock."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # One thread per process: on a shared 2-core machine, spinning OpenMP threads made generation 4x and
@@ -46,3 +49,19 @@ def smollm2_folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("smollm2")
     return {name: prepare.prepare_smollm2(root / name, vision=vision) for name, vision in (("smollm2", False),
                                                                                           ("smollm2-vl", True))}
+
+
+@contextlib.contextmanager
+def another_holder(folder: Path):
+    """Another process holding `folder`'s lock, as a running sectow does, for the `with` block (it fails at once
+    when the lock is taken, by this test process too: release_folder first)."""
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); os.pwrite(fd, str(os.getpid()).encode(), 0); "
+            "print('locked', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder / ".sectow.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import another_holder
 from openai_server import PLACEHOLDER, ModelServer
 from PIL import Image
 
 from sectow.cli import main
+from sectow.paths import release_folder
 
 KEY = "sk-sectow-attack-test-7d1e"
 
@@ -238,6 +240,10 @@ def test_resume_keeps_the_folder_settings(micro_run, placeholder, tmp_path, caps
     assert main(attack_args(micro_run, placeholder.url, out, "--rounds", "1", "--resume")) == 0
     assert (out / "attempts.jsonl").read_bytes() == before and len(placeholder.requests) == requests
     capsys.readouterr()
+    release_folder(out)  # this process holds every folder it worked in until it ends
+    with another_holder(out):  # one attack at a time on a folder
+        assert main(["attack", "--resume", str(out)]) == 2
+    assert "attack: in use by another sectow process (pid " in capsys.readouterr().err
     assert main(["attack", "--resume", str(out), "--rounds", "3"]) == 2
     assert "rounds 3 differs from the folder's 1" in capsys.readouterr().err
 

@@ -29,6 +29,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_benchmarks import JAILBREAKV_HEADER, make_figstep, make_jailbreakv, make_mmsafetybench, write_csv
 
+from conftest import another_holder
 from sectow.atomic import write_atomic
 from sectow.cli import main
 from sectow.config import config_to_yaml, load_config
@@ -155,13 +156,7 @@ class Workspace:
 
     def hold_lock(self, folder: Path) -> None:
         """Another process holding `folder`'s lock (as a running sectow does) until the test ends."""
-        code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
-                "os.pwrite(fd, str(os.getpid()).encode(), 0); print('locked', flush=True); time.sleep(120)")
-        holder = subprocess.Popen([sys.executable, "-c", code, str(folder / ".sectow.lock")], stdout=subprocess.PIPE,
-                                  text=True)
-        self.mounts.callback(holder.wait)
-        self.mounts.callback(holder.kill)
-        assert holder.stdout.readline().strip() == "locked"
+        self.mounts.enter_context(another_holder(folder))
 
 @pytest.fixture
 def ws(tmp_path, models, monkeypatch):
@@ -657,6 +652,14 @@ CASES.update({
                                                  lambda ws: (ws.root / "gone").symlink_to("nowhere")),
     "ablate --sectow-run of an unfinished run": Case(lambda ws: ablate()(ws) + ["--sectow-run", str(ws.made)],
                                                      "made: not a finished sectow run", lambda ws: ws.make_run()),
+    "lock file that is a link": resume_case("made/.sectow.lock: the lock file is a symbolic link; remove it", lambda ws: (
+        ws.write("victim.txt", "not sectow's\n"), (ws.made / ".sectow.lock").unlink(missing_ok=True),
+        (ws.made / ".sectow.lock").symlink_to(ws.root / "victim.txt"))),
+    "report of a run in use": report_case("made: in use by another sectow process (pid ", lambda ws: ws.hold_lock(ws.made)),
+    "ablate --sectow-run of a run in use": Case(lambda ws: ablate()(ws) + ["--sectow-run", str(ws.made)],
+                                                "made: in use by another sectow process (pid ",
+                                                lambda ws: (ws.make_run(), ws.write("made/summary.json", "{}"),
+                                                            ws.hold_lock(ws.made))),
     "ablation folder in use": Case(lambda ws: ["ablate", "--resume", str(ws.root / "ablation")],
                                    "ablation: in use by another sectow process (pid ",
                                    lambda ws: (ablation_folder(ws), (ws.root / "ablation/.sectow.lock").write_text(""),

@@ -24,6 +24,7 @@ from sectow.jsonl import json_lines
 from sectow.judges import build_judge
 from sectow.models.folder import sees_images
 from sectow.models.policy import load_policy, save_policy
+from sectow.paths import lock_folder
 from sectow.report.html_report import comparison_markdown, seeds_markdown
 from sectow.run_folder import MARKER, lock, write_marker
 from sectow.training.self_distill import benign_targets
@@ -336,6 +337,7 @@ def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
     """A reused SecTOW run must be the same experiment as the ablation's base config."""
     if not (sectow_run / "summary.json").is_file() or not (sectow_run / "config.yaml").is_file():
         raise UserError(f"{sectow_run}: not a finished sectow run (no summary.json or config.yaml)")
+    lock_folder(sectow_run, note_pid=False)  # held from here on: no resume may train in it while it is the SecTOW row
     differing = same_experiment(config, load_config(sectow_run / "config.yaml"))
     if differing:
         raise UserError(f"{sectow_run}: its config differs from the ablation's at {differing!r}; "

@@ -254,10 +254,13 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from sectow.paths import LOCK, lock_folder
     from sectow.report.html_report import write_report
     from sectow.run_folder import check_report_folder
 
     check_report_folder(Path(args.run_dir))
+    if (Path(args.run_dir) / LOCK).exists():  # not while a resume or an ablation works in it (no lock file: no one has)
+        lock_folder(Path(args.run_dir), note_pid=False)  # and a report refused for bad input changes nothing
     html, markdown = write_report(Path(args.run_dir))
     print(f"report: {html}\nmarkdown: {markdown}")
     return 0

@@ -100,7 +100,12 @@ def lock_folder(folder: Path, note_pid: bool = True) -> None:
     if key in _held:
         return
     path = Path(folder) / LOCK
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:  # never through a link: a lock file that is one would have its target truncated and its mode changed
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UserError(f"{path}: the lock file is a symbolic link; remove it") from None
+        raise
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

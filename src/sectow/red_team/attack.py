@@ -36,7 +36,7 @@ from sectow.judges import JUDGES, build_judge
 from sectow.judges.cache import ends_with_newline, open_private
 from sectow.models.folder import check_model_folder
 from sectow.models.vllm_generation import generation_engine
-from sectow.paths import check_output_dir, nearest_existing
+from sectow.paths import check_output_dir, lock_folder, nearest_existing
 from sectow.red_team.figures import summarize
 from sectow.red_team.report import write_attack_report
 from sectow.red_team.target import ChatTarget, check_target_url
@@ -220,6 +220,7 @@ class Attack:
             check_marker(out, KIND)
             if not (out / CONFIG).is_file() or not (out / SEEDS).is_file():
                 raise UserError(f"{out}: an attack folder without {CONFIG} or {SEEDS}: start a new attack")
+            lock_folder(out)  # one attack at a time: two would ask the endpoint twice and log both
             return
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: output folder is an existing file")
@@ -296,6 +297,9 @@ class Attack:
         is enough to resume it."""
         self.out.mkdir(parents=True, exist_ok=True)
         os.chmod(self.out, 0o700)
+        lock_folder(self.out)
+        if (self.out / MARKER).exists():  # another attack started here since this one checked the folder
+            raise UserError(f"{self.out}: output folder exists and is not empty; give --resume to continue that attack")
         write_marker(self.out, KIND)
         write_atomic(self.out / CONFIG, json.dumps(self.settings.to_json(), indent=1))
         # A seed's id names it in every attempt id (benchmark variants may share a `seed_id`; their ids differ).
