@@ -615,10 +615,10 @@ def seed_tables(rows: list[dict], claims: list[dict], seeds: list[int]) -> list[
     for key, title in SEED_FIGURES:
         measured = [row for row in rows if row.get(key)]
         if measured:
-            blocks += [f"**{title}**", Table(headers, [[row["method"], cell(row[key]),
+            blocks += [f"{title}:", Table(headers, [[row["method"], cell(row[key]),
                                                         *(cell(row["seeds"].get(str(seed), {}).get(key)) for seed in seeds)]
                                                        for row in measured])]
-    blocks += ["**Claims**", Table(["claim", "metric", "higher", "lower", "holds pooled",
+    blocks += ["Claims:", Table(["claim", "metric", "higher", "lower", "holds pooled",
                                     *(f"seed {seed}" for seed in seeds)],
                                    [[c["claim"], c["metric"], cell(c["higher"]), cell(c["lower"]),
                                      "yes" if c["holds"] else "no",
