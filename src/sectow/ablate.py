@@ -235,7 +235,8 @@ def read_seeds(folder: Path) -> tuple[list[int], dict[int, Path]] | None:
 
 
 def pooled(rates: list[dict | None]) -> dict | None:
-    """All seeds' trials of one rate counted together (the seed mean when every seed has the same n), with
+    """All seeds' trials of one rate counted together (the seed mean weighted by n; the plain mean when every seed
+    has the same n), with
     the Wilson interval of that count. It covers sampling noise only; the seeds' spread is shown beside it."""
     rates = [r for r in rates if isinstance(r, dict) and r.get("value") is not None]
     if not rates:

@@ -603,9 +603,9 @@ def ablation_table(rows: list[dict]) -> Table:
 SEED_FIGURES = (("asr", "ASR"), ("asr_novel_text", "ASR novel text"), ("asr_split", "ASR split words"),
                 ("asr_picture", "ASR picture"), ("orr", "ORR"), ("orr_unseen_form", "ORR held-out strategies"),
                 ("accuracy", "accuracy"), ("attack_success", "attack success vs cold-start defender"))
-SEEDS_NOTE = ("All seeds pooled counts every seed's trials together (the seed mean, as each seed has the same test "
-              "split sizes); its interval is sampling noise only, so read it with the seeds beside it. A claim "
-              "holds when the two intervals do not overlap in its direction.")
+SEEDS_NOTE = ("All seeds pooled counts every seed's trials together (the seed mean weighted by each seed's n, the plain "
+              "mean where the seeds' test splits are the same size); its interval is sampling noise only, so read "
+              "it with the seeds beside it. A claim holds when the two intervals do not overlap in its direction.")
 
 
 def seed_tables(rows: list[dict], claims: list[dict], seeds: list[int]) -> list[str | Table]:
