@@ -236,8 +236,8 @@ def read_seeds(folder: Path) -> tuple[list[int], dict[int, Path]] | None:
 
 def pooled(rates: list[dict | None]) -> dict | None:
     """All seeds' trials of one rate counted together (the seed mean weighted by n; the plain mean when every seed
-    has the same n), with
-    the Wilson interval of that count. It covers sampling noise only; the seeds' spread is shown beside it."""
+    has the same n), with the Wilson interval of that count. It covers sampling noise only; the seeds' spread is
+    shown beside it."""
     rates = [r for r in rates if isinstance(r, dict) and r.get("value") is not None]
     if not rates:
         return None
@@ -322,8 +322,7 @@ def match_sectow_runs(config: RunConfig, runs: list[Path], seeds: list[int]) -> 
     """Each reused SecTOW run, checked against the base config with its own seed, keyed by that seed."""
     matched = {}
     for run in runs:
-        if not (run / "config.yaml").is_file():
-            raise UserError(f"{run}: not a finished sectow run (no summary.json or config.yaml)")
+        check_finished(run)
         seed = load_config(run / "config.yaml").seed
         if seed not in seeds:
             raise UserError(f"{run}: a run of seed {seed}, which is not among --seeds {','.join(map(str, seeds))}")
@@ -334,10 +333,14 @@ def match_sectow_runs(config: RunConfig, runs: list[Path], seeds: list[int]) -> 
     return matched
 
 
-def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
-    """A reused SecTOW run must be the same experiment as the ablation's base config."""
+def check_finished(sectow_run: Path) -> None:
     if not (sectow_run / "summary.json").is_file() or not (sectow_run / "config.yaml").is_file():
         raise UserError(f"{sectow_run}: not a finished sectow run (no summary.json or config.yaml)")
+
+
+def check_reference_run(config: RunConfig, sectow_run: Path) -> None:
+    """A reused SecTOW run must be the same experiment as the ablation's base config."""
+    check_finished(sectow_run)
     lock_folder(sectow_run, note_pid=False)  # held from here on: no resume may train in it while it is the SecTOW row
     differing = same_experiment(config, load_config(sectow_run / "config.yaml"))
     if differing:
