@@ -31,6 +31,7 @@ from sectow.errors import UserError
 from sectow.evaluation import eval_folder
 from sectow.evaluation.answer_parsing import (Choice, fallback_generator, open_answer_correct, read_mmmu_choice,
                                               read_mmmu_pro_choice)
+from sectow.evaluation.intervals import rate_text
 from sectow.evaluation.metrics import Answer, benign_metrics, paper_table, safety_metrics
 from sectow.judges import JUDGES, build_judge
 from sectow.judges.base import Judge, Verdict
@@ -458,21 +459,13 @@ def evaluate_model(model_dir: Path, benchmarks: dict[str, Path], out_dir: Path, 
     return prepare_evaluation(model_dir, benchmarks, out_dir, **options).run()
 
 
-def rate_cell(rate: dict) -> str:
-    """`value [low, high]` of a proportion, `-` for none."""
-    if not rate or rate["value"] is None:
-        return "-"
-    low, high = rate["interval"]
-    return f"{rate['value']:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def table_markdown(table: dict, heading: str = "##") -> list[str]:
     """A paper-shaped table (metrics.paper_table) as Markdown: value and 95% interval per cell, n per row."""
     columns = table["column_order"]
     header = [table["rows"], *(columns if table["columns"] else ["asr"]), "n"]
     lines = [f"{heading} {table['title']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, cells in table["cells"].items():
-        values = [rate_cell(cells.get(c)) for c in (columns if table["columns"] else ["all"])]
+        values = [rate_text(cells.get(c)) for c in (columns if table["columns"] else ["all"])]
         lines.append(f"| {'**all**' if row == 'all' else row} | " + " | ".join(values) + f" | {cells['all']['n']} |")
     return lines
 
@@ -487,7 +480,7 @@ def markdown(result: dict) -> str:
     for name, entry in result["benchmarks"].items():
         for metric in metrics:
             if metric in entry:
-                lines.append(f"| {name} | {metric} | {rate_cell(entry[metric])} | {entry[metric]['n']} | {entry['judge']} |")
+                lines.append(f"| {name} | {metric} | {rate_text(entry[metric])} | {entry[metric]['n']} | {entry['judge']} |")
     lines += ["", "`accuracy` is the official rule (the random-guess fallback counts, drawn as upstream draws it); "
               "`accuracy_expected` counts each guess as 1/number of options; `accuracy_without_fallback` counts a "
               "guess as wrong; `accuracy_parsed_only` is over the replies an answer could be read from.", "",

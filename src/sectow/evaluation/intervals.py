@@ -53,3 +53,11 @@ def expected_proportion(chances: Sequence[float]) -> dict:
     expected, n = float(sum(chances)), len(chances)
     low, high = wilson_interval(min(expected, n), n)
     return {"value": round(expected / n, DIGITS), "n": n, "interval": [round(low, DIGITS), round(high, DIGITS)]}
+
+
+def rate_text(rate: dict | None, missing: str = "-") -> str:
+    """`value [low, high]` of a proportion (three decimals), `missing` for none."""
+    if not isinstance(rate, dict) or rate.get("value") is None:
+        return missing
+    low, high = rate["interval"]
+    return f"{rate['value']:.3f} [{low:.3f}, {high:.3f}]"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -19,10 +20,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
-from sectow.atomic import replacing
-from sectow.atomic import write_atomic
+from sectow.atomic import replacing, write_atomic
 from sectow.environment import read_environments
 from sectow.errors import UserError
+from sectow.evaluation.intervals import rate_text
 from sectow.faults import crash_point
 from sectow.jsonl import json_lines
 
@@ -583,7 +584,7 @@ COLUMNS = (("method", "method"), ("kind", "kind"), ("asr", "ASR"), ("asr_novel_t
 def comparison_cells(row: dict) -> list[str]:
     def cell(value) -> str:
         if isinstance(value, dict):
-            return _proportion_cell(value)
+            return rate_text(value, "–")
         return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
     return [cell(row.get(key)) for key, _ in COLUMNS]
 
@@ -609,7 +610,7 @@ SEEDS_NOTE = ("All seeds pooled counts every seed's trials together (the seed me
 
 
 def seed_tables(rows: list[dict], claims: list[dict], seeds: list[int]) -> list[str | Table]:
-    cell = _proportion_cell
+    cell = functools.partial(rate_text, missing="–")
     blocks: list[str | Table] = [SEEDS_NOTE]
     headers = ["method", "all seeds pooled", *(f"seed {seed}" for seed in seeds)]
     for key, title in SEED_FIGURES:
@@ -625,13 +626,6 @@ def seed_tables(rows: list[dict], claims: list[dict], seeds: list[int]) -> list[
                                      *("yes" if c["seeds"].get(str(seed)) else "no" for seed in seeds)]
                                     for c in claims])]
     return blocks
-
-
-def _proportion_cell(rate) -> str:
-    if not isinstance(rate, dict) or rate.get("value") is None:
-        return "–"
-    low, high = rate["interval"]
-    return f"{rate['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def seeds_markdown(rows: list[dict], claims: list[dict], seeds: list[int]) -> str:

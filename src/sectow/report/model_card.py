@@ -15,7 +15,8 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from sectow import __version__
 from sectow.atomic import write_atomic
-from sectow.evaluation.benchmark_eval import rate_cell, table_markdown
+from sectow.evaluation.benchmark_eval import table_markdown
+from sectow.evaluation.intervals import rate_text
 from sectow.report.html_report import held_out_markdown, load_run
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def add_eval_to_model_card(result: dict, eval_dir: Path) -> Path | None:
     for name, entry in result["benchmarks"].items():
         for metric in HEADLINE:
             if metric in entry:
-                lines.append(f"| {name} | {metric} | {rate_cell(entry[metric])} | {entry[metric]['n']} | "
+                lines.append(f"| {name} | {metric} | {rate_text(entry[metric])} | {entry[metric]['n']} | "
                              f"{entry['judge']} | {', '.join(entry['judge_prompt_versions'])} |")
         for table in entry.get("paper_tables", []):
             lines += ["", *table_markdown({**table, "title": f"{name}: {table['title']}"}, heading="###")]
